@@ -1,0 +1,174 @@
+// Keeping the instances table true to the hypervisor: discovery at start-up (Nova's init_host),
+// lifecycle events from the driver applied within a second, and the periodic power-state sync
+// (Nova's _sync_power_states) that repairs whatever events missed.
+
+import { randomUUID } from 'node:crypto';
+import { inject, injectable } from 'inversify';
+import { InstanceNotFound } from '../exception.js';
+import type { Logger } from '../logging.js';
+import { ComputeDriver, type DiscoveredInstance, type LifecycleEvent } from '../virt/driver.js';
+import { PowerState } from '../virt/power-state.js';
+import { InstanceResolver } from './instance-resolver.js';
+import { VmState } from './states.js';
+import {
+  ComputeLogger,
+  ComputeSettings,
+  ComputeStores,
+  type ComputeSettingsShape,
+  type ComputeStoresShape,
+  type InstanceRecord,
+  type InstanceStatesUpdate,
+} from './tokens.js';
+
+/** vm_states Nova leaves alone in a power-state sync. */
+const SYNC_SKIP_VM_STATES = new Set<string>([VmState.BUILDING, VmState.RESCUED, VmState.RESIZED, VmState.SUSPENDED, VmState.ERROR]);
+const OFF_STATES = new Set<number>([PowerState.NOSTATE, PowerState.SHUTDOWN, PowerState.CRASHED]);
+
+/**
+ * Nova's _sync_instance_power_state decision for one instance: the power_state to store and, when
+ * Nova would stop the instance, vm_state stopped. A pending task skips the instance, as in Nova.
+ * A guest found running while vm_state is stopped is left running (logged by the caller).
+ */
+export function syncDecision(row: Pick<InstanceRecord, 'vmState' | 'taskState' | 'powerState'>, actual: PowerState): InstanceStatesUpdate | null {
+  if (row.taskState) return null;
+  const update: InstanceStatesUpdate = {};
+  if (row.powerState !== actual) update.powerState = actual;
+  const vm = row.vmState ?? VmState.ACTIVE;
+  if (!SYNC_SKIP_VM_STATES.has(vm)) {
+    if (vm === VmState.ACTIVE && (OFF_STATES.has(actual) || actual === PowerState.SUSPENDED) && actual !== PowerState.NOSTATE) {
+      update.vmState = VmState.STOPPED;
+    } else if (vm === VmState.PAUSED && (actual === PowerState.SHUTDOWN || actual === PowerState.CRASHED)) {
+      update.vmState = VmState.STOPPED;
+    }
+  }
+  return Object.keys(update).length > 0 ? update : null;
+}
+
+@injectable()
+export class PowerStateSync {
+  private readonly log: Logger;
+  private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  /** Per-instance chain so events for one guest apply in order. */
+  private readonly chains = new Map<string, Promise<void>>();
+  private closed = false;
+  eventsHandled = 0;
+
+  constructor(
+    @inject(ComputeDriver) private readonly driver: ComputeDriver,
+    @inject(ComputeSettings) private readonly settings: ComputeSettingsShape,
+    @inject(ComputeStores) private readonly stores: ComputeStoresShape,
+    @inject(InstanceResolver) private readonly resolver: InstanceResolver,
+    @inject(ComputeLogger) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'power-sync' });
+  }
+
+  /** Connects the driver, reconciles the rows of every guest found, and starts events and the periodic sync. */
+  async start(): Promise<void> {
+    this.unsubscribe = this.driver.onLifecycleEvent((event) => this.enqueue(event.name, () => this.applyEvent(event)));
+    await this.driver.initHost(this.settings.host);
+    await this.discover();
+    const interval = this.settings.syncPowerStateInterval;
+    if (interval > 0) {
+      this.timer = setInterval(() => {
+        this.syncAll().catch((err: unknown) => this.log.error({ err }, 'power-state sync failed'));
+      }, interval * 1000);
+      this.timer.unref();
+    }
+  }
+
+  /** Discovery: every guest the driver sees gets a row (new guests owned by the configured defaults). */
+  async discover(): Promise<number> {
+    const guests = await this.driver.listInstances();
+    for (const guest of guests) await this.reconcile(guest);
+    const seen = new Set(guests.map((g) => g.name));
+    for (const row of await this.stores.instances.listByHost(this.settings.host)) {
+      if (!seen.has(row.name)) await this.syncOne(row);
+    }
+    this.log.info({ guests: guests.length }, 'discovery done');
+    return guests.length;
+  }
+
+  /** One pass of Nova's _sync_power_states over this host's rows. */
+  async syncAll(): Promise<void> {
+    const rows = await this.stores.instances.listByHost(this.settings.host);
+    for (const row of rows) await this.enqueue(row.name, () => this.syncOne(row));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
+    await Promise.allSettled([...this.chains.values()]);
+  }
+
+  private enqueue(name: string, work: () => Promise<void>): Promise<void> {
+    const prev = this.chains.get(name) ?? Promise.resolve();
+    const next = prev
+      .then(() => (this.closed ? undefined : work()))
+      .catch((err: unknown) => this.log.error({ instance_name: name, err }, 'power-state update failed'));
+    this.chains.set(name, next);
+    void next.finally(() => {
+      if (this.chains.get(name) === next) this.chains.delete(name);
+    });
+    return next;
+  }
+
+  private async reconcile(guest: DiscoveredInstance): Promise<void> {
+    const template = this.resolver.nameTemplate;
+    let row = await this.stores.instances.getByName(guest.name);
+    if (!row && guest.uuid) row = await this.stores.instances.getByUuid(guest.uuid);
+    if (!row) {
+      row = await this.stores.instances.upsert({
+        uuid: guest.uuid ?? randomUUID(),
+        id: template.parseId(guest.name),
+        name: guest.name,
+        host: this.settings.host,
+        node: this.settings.host,
+        powerState: guest.powerState,
+        vmState: guest.powerState === PowerState.SHUTDOWN ? VmState.STOPPED : guest.powerState === PowerState.PAUSED ? VmState.PAUSED : VmState.ACTIVE,
+        taskState: null,
+        displayName: guest.name,
+        projectId: this.settings.defaultInstanceProject || null,
+        userId: this.settings.defaultInstanceUser || null,
+      });
+      this.log.info({ instance_uuid: row.uuid, instance_name: guest.name }, 'discovered a new guest');
+    } else {
+      await this.applyState(row, guest.powerState);
+    }
+    this.resolver.remember({ uuid: row.uuid, name: row.name, id: row.id });
+  }
+
+  private async applyEvent(event: LifecycleEvent): Promise<void> {
+    this.eventsHandled++;
+    const row = await this.stores.instances.getByName(event.name);
+    if (!row) {
+      this.log.debug({ instance_name: event.name, source: event.source }, 'event for a guest with no row');
+      return;
+    }
+    this.log.info({ instance_uuid: row.uuid, transition: event.transition, source: event.source }, 'lifecycle event');
+    await this.applyState(row, event.powerState);
+  }
+
+  private async syncOne(row: InstanceRecord): Promise<void> {
+    let actual: PowerState;
+    try {
+      actual = (await this.driver.getInfo({ name: row.name, uuid: row.uuid })).state;
+    } catch (err) {
+      if (!(err instanceof InstanceNotFound)) throw err;
+      actual = PowerState.NOSTATE;
+    }
+    await this.applyState(row, actual);
+  }
+
+  private async applyState(row: InstanceRecord, actual: PowerState): Promise<void> {
+    const update = syncDecision(row, actual);
+    if (row.vmState === VmState.STOPPED && !OFF_STATES.has(actual) && !row.taskState) {
+      this.log.warn({ instance_uuid: row.uuid, power_state: actual }, 'instance is running while vm_state is stopped; left running');
+    }
+    if (!update) return;
+    await this.stores.instances.updateStates(row.uuid, update);
+    this.log.info({ instance_uuid: row.uuid, ...update }, 'power state synced');
+  }
+}

@@ -1,0 +1,293 @@
+// The compute manager: one method per compute RPC method novamon serves, in Nova's manager semantics
+// (nova/compute/manager.py). It reaches guests only through the ComputeDriver contract and records
+// what Nova records: states, instance actions and events, faults, console tokens, diagnostics, audit.
+
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import { inject, injectable } from 'inversify';
+import type { RequestContext } from '../context.js';
+import {
+  ConsoleTypeInvalid,
+  ConsoleTypeUnavailable,
+  InstanceInvalidState,
+  InstanceNotFound,
+  InstanceNotReady,
+} from '../exception.js';
+import type { Logger } from '../logging.js';
+import { ComputeDriver, type Diagnostics, type LegacyDiagnostics, type MonitorCommand, type RebootType } from '../virt/driver.js';
+import { PowerState, powerStateName } from '../virt/power-state.js';
+import { ComputeSettings, ComputeStores, ComputeLogger, type ComputeStoresShape, type ComputeSettingsShape } from './tokens.js';
+import { InstanceResolver, type ResolvedInstance } from './instance-resolver.js';
+import { InstanceRecorder } from './recorder.js';
+import { MonitorPolicy } from './monitor-policy.js';
+import { TaskState, VmState } from './states.js';
+
+/** What get_vnc_console / get_serial_console return (Nova's ConsoleAuthToken connection info). */
+export interface ConsoleConnectInfo {
+  host: string;
+  port: number;
+  internalAccessPath: string | null;
+  token: string;
+  accessUrl: string;
+}
+
+const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+
+@injectable()
+export class ComputeManager {
+  private readonly log: Logger;
+
+  constructor(
+    @inject(ComputeDriver) private readonly driver: ComputeDriver,
+    @inject(ComputeSettings) private readonly settings: ComputeSettingsShape,
+    @inject(ComputeStores) private readonly stores: ComputeStoresShape,
+    @inject(InstanceResolver) private readonly resolver: InstanceResolver,
+    @inject(InstanceRecorder) private readonly recorder: InstanceRecorder,
+    @inject(MonitorPolicy) private readonly monitorPolicy: MonitorPolicy,
+    @inject(ComputeLogger) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'compute-manager' });
+  }
+
+  /** Nova: get_console_output. The tail of the serial console, ASCII with replacement characters. */
+  async getConsoleOutput(ctx: RequestContext, instance: ResolvedInstance, tailLength: number | null): Promise<string> {
+    return this.recorder.withFault(ctx, instance, async () => {
+      const output = await this.driver.getConsoleOutput(instance);
+      return decodeAsciiReplace(tailLog(output, tailLength));
+    });
+  }
+
+  /** Nova: get_instance_diagnostics. Running guests only; each answer is kept as a snapshot. */
+  async getInstanceDiagnostics(ctx: RequestContext, instance: ResolvedInstance): Promise<Diagnostics> {
+    return this.recorder.withFault(ctx, instance, async () => {
+      await this.requireRunning(instance, 'get_diagnostics');
+      const diagnostics = await this.driver.getInstanceDiagnostics(instance);
+      this.recorder.snapshotDiagnostics(instance, diagnostics.state, diagnostics, null);
+      return diagnostics;
+    });
+  }
+
+  /** Nova: get_diagnostics (legacy flat dict). */
+  async getDiagnostics(ctx: RequestContext, instance: ResolvedInstance): Promise<LegacyDiagnostics> {
+    return this.recorder.withFault(ctx, instance, async () => {
+      await this.requireRunning(instance, 'get_diagnostics');
+      const legacy = await this.driver.getDiagnostics(instance);
+      this.recorder.snapshotDiagnostics(instance, 'running', null, legacy);
+      return legacy;
+    });
+  }
+
+  /** Nova: get_vnc_console. Writes a console auth token row and returns the token in clear. */
+  async getVncConsole(ctx: RequestContext, instance: ResolvedInstance, consoleType: string): Promise<ConsoleConnectInfo> {
+    return this.recorder.withFault(ctx, instance, async () => {
+      if (!this.settings.vncEnabled) throw new ConsoleTypeUnavailable(consoleType);
+      if (consoleType !== 'novnc') throw new ConsoleTypeInvalid(consoleType);
+      const endpoint = await this.notReadyIfMissing(instance, () => this.driver.getVncConsole(instance));
+      const host = WILDCARD_HOSTS.has(endpoint.host) ? this.settings.vncProxyClientAddress : endpoint.host;
+      return this.authorizeConsole(instance, consoleType, { ...endpoint, host }, this.settings.novncProxyBaseUrl);
+    });
+  }
+
+  /** Nova: get_serial_console. */
+  async getSerialConsole(ctx: RequestContext, instance: ResolvedInstance, consoleType: string): Promise<ConsoleConnectInfo> {
+    return this.recorder.withFault(ctx, instance, async () => {
+      if (!this.settings.serialEnabled) throw new ConsoleTypeUnavailable(consoleType);
+      if (consoleType !== 'serial') throw new ConsoleTypeInvalid(consoleType);
+      const endpoint = await this.notReadyIfMissing(instance, () => this.driver.getSerialConsole(instance));
+      const host = WILDCARD_HOSTS.has(endpoint.host) ? this.settings.serialProxyClientAddress : endpoint.host;
+      return this.authorizeConsole(instance, consoleType, { ...endpoint, host }, this.settings.serialBaseUrl);
+    });
+  }
+
+  /** Nova: validate_console_port. True when the guest's console of that type is still on `port`. */
+  async validateConsolePort(_ctx: RequestContext, instance: ResolvedInstance, port: number, consoleType: string): Promise<boolean> {
+    const endpoint =
+      consoleType === 'serial' ? await this.driver.getSerialConsole(instance) : await this.driver.getVncConsole(instance);
+    return endpoint.port === port;
+  }
+
+  /** Nova: stop_instance. Clean shutdown waits shutdown_timeout for the guest, then forces. */
+  async stopInstance(ctx: RequestContext, instance: ResolvedInstance, cleanShutdown: boolean): Promise<void> {
+    await this.recorder.withEvent(ctx, instance, 'stop', 'compute_stop_instance', TaskState.POWERING_OFF, async () => {
+      const timeout = cleanShutdown ? this.settings.shutdownTimeout : 0;
+      await this.driver.powerOff(instance, { timeout, retryInterval: this.settings.shutdownRetryInterval });
+      return { powerState: await this.currentPowerState(instance), vmState: VmState.STOPPED };
+    });
+  }
+
+  /** Nova: start_instance. */
+  async startInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+    await this.recorder.withEvent(ctx, instance, 'start', 'compute_start_instance', TaskState.POWERING_ON, async () => {
+      await this.driver.powerOn(instance);
+      return { powerState: await this.currentPowerState(instance), vmState: VmState.ACTIVE };
+    });
+  }
+
+  /** Nova: pause_instance. */
+  async pauseInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+    await this.recorder.withEvent(ctx, instance, 'pause', 'compute_pause_instance', TaskState.PAUSING, async () => {
+      await this.driver.pause(instance);
+      return { powerState: await this.currentPowerState(instance), vmState: VmState.PAUSED };
+    });
+  }
+
+  /** Nova: unpause_instance. */
+  async unpauseInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+    await this.recorder.withEvent(ctx, instance, 'unpause', 'compute_unpause_instance', TaskState.UNPAUSING, async () => {
+      await this.driver.unpause(instance);
+      return { powerState: await this.currentPowerState(instance), vmState: VmState.ACTIVE };
+    });
+  }
+
+  /**
+   * Nova: reboot_instance. A failed reboot leaves a fault; the instance goes to ERROR only when it is
+   * not running afterwards, as in Nova.
+   */
+  async rebootInstance(ctx: RequestContext, instance: ResolvedInstance, rebootType: RebootType): Promise<void> {
+    const task = rebootType === 'HARD' ? TaskState.REBOOTING_HARD : TaskState.REBOOTING;
+    await this.recorder.withEvent(
+      ctx,
+      instance,
+      'reboot',
+      'compute_reboot_instance',
+      task,
+      async () => {
+        await this.driver.reboot(instance, rebootType);
+        return { powerState: await this.currentPowerState(instance), vmState: VmState.ACTIVE };
+      },
+      async () => ((await this.currentPowerState(instance)) === PowerState.RUNNING ? null : VmState.ERROR),
+    );
+  }
+
+  /** novamon: QMP or HMP passthrough. Admin only, allow-listed, audited before it runs. */
+  async monitorCommand(ctx: RequestContext, instance: ResolvedInstance, command: MonitorCommand): Promise<unknown> {
+    const decision = this.monitorPolicy.check(ctx, command);
+    const auditId = await this.stores.audit.begin({
+      instanceUuid: instance.uuid,
+      instanceName: instance.name,
+      host: this.settings.host,
+      requestId: ctx.requestId,
+      userId: ctx.userId,
+      projectId: ctx.projectId,
+      kind: command.kind,
+      command: command.kind === 'qmp' ? command.execute : command.commandLine,
+      arguments: command.kind === 'qmp' ? (command.arguments ?? null) : null,
+      allowed: decision.allowed,
+    });
+    if (!decision.allowed) {
+      await this.stores.audit.finish(auditId, { result: 'refused', error: decision.error.message, durationMs: 0 });
+      throw decision.error;
+    }
+    const started = performance.now();
+    try {
+      const result = await this.driver.monitorCommand(instance, command);
+      await this.stores.audit.finish(auditId, { result: 'ok', error: null, durationMs: performance.now() - started });
+      return result;
+    } catch (err) {
+      await this.stores.audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
+      throw err;
+    }
+  }
+
+  /** Nova: get_host_uptime, in the format `uptime` prints. */
+  getHostUptime(): string {
+    return formatUptime(new Date(), os.uptime(), os.loadavg());
+  }
+
+  private async authorizeConsole(
+    instance: ResolvedInstance,
+    consoleType: string,
+    endpoint: { host: string; port: number; internalAccessPath: string | null },
+    accessUrlBase: string,
+  ): Promise<ConsoleConnectInfo> {
+    const token = randomUUID();
+    await this.stores.tokens.create({
+      token,
+      consoleType,
+      host: endpoint.host,
+      port: endpoint.port,
+      internalAccessPath: endpoint.internalAccessPath,
+      instanceUuid: instance.uuid,
+      accessUrlBase,
+      ttlSeconds: this.settings.tokenTtl,
+    });
+    const accessUrl =
+      consoleType === 'novnc' ? `${accessUrlBase}?path=%3Ftoken%3D${token}` : `${accessUrlBase}?token=${token}`;
+    return { host: endpoint.host, port: endpoint.port, internalAccessPath: endpoint.internalAccessPath, token, accessUrl };
+  }
+
+  /** Nova maps a missing guest to InstanceNotReady for console requests. */
+  private async notReadyIfMissing<T>(instance: ResolvedInstance, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof InstanceNotFound) throw new InstanceNotReady(instance.uuid, { cause: err });
+      throw err;
+    }
+  }
+
+  private async currentPowerState(instance: ResolvedInstance): Promise<PowerState> {
+    try {
+      return (await this.driver.getInfo(instance)).state;
+    } catch (err) {
+      if (err instanceof InstanceNotFound) return PowerState.NOSTATE;
+      throw err;
+    }
+  }
+
+  private async requireRunning(instance: ResolvedInstance, method: string): Promise<void> {
+    const state = await this.currentPowerState(instance);
+    if (state !== PowerState.RUNNING) {
+      throw new InstanceInvalidState(instance.uuid, 'power_state', powerStateName(state), method);
+    }
+  }
+
+  /** Resolves an RPC Instance argument to a guest on this host (see InstanceResolver). */
+  resolve(...args: Parameters<InstanceResolver['resolve']>): Promise<ResolvedInstance> {
+    return this.resolver.resolve(...args);
+  }
+
+  get logger(): Logger {
+    return this.log;
+  }
+}
+
+/** Nova's _tail_log: last `length` lines of the bytes, split and joined on \n; 0 gives nothing. */
+export function tailLog(output: Buffer, length: number | null): Buffer {
+  if (length === null) return output;
+  if (length <= 0) return Buffer.alloc(0);
+  let lines = 0;
+  // Walk back over `length` newline separators: the last `length` elements of split('\n').
+  for (let i = output.length - 1; i >= 0; i--) {
+    if (output[i] === 0x0a && ++lines === length) return output.subarray(i + 1);
+  }
+  return output;
+}
+
+/** Python's bytes.decode('ascii', 'replace'): every byte >= 0x80 becomes U+FFFD. */
+export function decodeAsciiReplace(bytes: Buffer): string {
+  let ascii = true;
+  for (const b of bytes) {
+    if (b >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return bytes.toString('latin1');
+  let out = '';
+  for (const b of bytes) out += b >= 0x80 ? '\ufffd' : String.fromCharCode(b);
+  return out;
+}
+
+/** `uptime`'s line: " 10:42:01 up 1 day,  3:04,  0 users,  load average: 0.52, 0.58, 0.59". */
+export function formatUptime(now: Date, uptimeSeconds: number, load: number[]): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const clock = `${pad(now.getHours())}:${pad(now.getMinutes())}:${pad(now.getSeconds())}`;
+  const days = Math.floor(uptimeSeconds / 86400);
+  const hours = Math.floor((uptimeSeconds % 86400) / 3600);
+  const minutes = Math.floor((uptimeSeconds % 3600) / 60);
+  let up = days > 0 ? `${days} day${days === 1 ? '' : 's'}, ` : '';
+  up += hours > 0 ? `${String(hours).padStart(2, ' ')}:${pad(minutes)}` : `${minutes} min`;
+  const avg = load.slice(0, 3).map((l) => l.toFixed(2)).join(', ');
+  return ` ${clock} up ${up},  0 users,  load average: ${avg}`;
+}

@@ -1,0 +1,114 @@
+// console_auth_tokens: the tokens get_vnc_console/get_serial_console hand out and the console proxy
+// checks. Only sha256(token) is stored; a token is valid until `expires` (epoch seconds).
+
+import { inject, injectable } from 'inversify';
+import { Database } from './knex.js';
+import { affectedRows, dateCol, intCol, optStrCol, sha256Hex, strCol, type DbRow } from './rows.js';
+
+export interface ConsoleAuthTokenInput {
+  /** The token in clear; it is hashed here and never stored. */
+  token: string;
+  consoleType: string;
+  host: string;
+  port: number;
+  internalAccessPath?: string | null;
+  instanceUuid: string;
+  accessUrlBase?: string | null;
+  ttlSeconds: number;
+}
+
+export interface ConsoleAuthTokenRow {
+  id: number;
+  tokenHash: string;
+  consoleType: string;
+  host: string;
+  port: number;
+  internalAccessPath: string | null;
+  instanceUuid: string;
+  accessUrlBase: string | null;
+  /** Epoch seconds. */
+  expires: number;
+  createdAt: Date;
+}
+
+export interface ConsoleAuthTokenRepository {
+  create(input: ConsoleAuthTokenInput, opts?: { now?: Date }): Promise<ConsoleAuthTokenRow>;
+  /** The token's row while it has not expired, else null (unknown and expired look the same). */
+  validate(token: string, opts?: { now?: Date }): Promise<ConsoleAuthTokenRow | null>;
+  /** Removes expired tokens; returns how many. */
+  deleteExpired(opts?: { now?: Date }): Promise<number>;
+  /** Removes every token of an instance (Nova does this when the instance goes away). */
+  deleteForInstance(instanceUuid: string): Promise<number>;
+}
+export const ConsoleAuthTokenRepository = Symbol.for('novamon.ConsoleAuthTokenRepository');
+
+export function epochSeconds(date: Date): number {
+  return Math.floor(date.getTime() / 1000);
+}
+
+/**
+ * The URL a user opens, as Nova's ConsoleAuthToken.access_url builds it: noVNC (>= 1.1) takes the token
+ * inside its `path` parameter (`?path=%3Ftoken%3D<token>`); other consoles take `?token=<token>`.
+ */
+export function consoleAccessUrl(accessUrlBase: string, consoleType: string, token: string): string {
+  if (consoleType === 'novnc') return `${accessUrlBase}?path=${encodeURIComponent(`?token=${token}`)}`;
+  return `${accessUrlBase}?token=${encodeURIComponent(token)}`;
+}
+
+export function consoleTokenFromRow(row: DbRow): ConsoleAuthTokenRow {
+  return {
+    id: intCol(row, 'id'),
+    tokenHash: strCol(row, 'token_hash'),
+    consoleType: strCol(row, 'console_type'),
+    host: strCol(row, 'host'),
+    port: intCol(row, 'port'),
+    internalAccessPath: optStrCol(row, 'internal_access_path'),
+    instanceUuid: strCol(row, 'instance_uuid'),
+    accessUrlBase: optStrCol(row, 'access_url_base'),
+    expires: intCol(row, 'expires'),
+    createdAt: dateCol(row, 'created_at'),
+  };
+}
+
+const TABLE = 'console_auth_tokens';
+
+@injectable()
+export class KnexConsoleAuthTokenRepository implements ConsoleAuthTokenRepository {
+  constructor(@inject(Database) private readonly db: Database) {}
+
+  async create(input: ConsoleAuthTokenInput, opts: { now?: Date } = {}): Promise<ConsoleAuthTokenRow> {
+    if (input.token.length === 0) throw new Error('console token must not be empty');
+    if (!Number.isInteger(input.ttlSeconds) || input.ttlSeconds <= 0) throw new Error(`console token ttl ${input.ttlSeconds} must be a positive integer`);
+    const rows = (await this.db
+      .knex(TABLE)
+      .insert({
+        token_hash: sha256Hex(input.token),
+        console_type: input.consoleType,
+        host: input.host,
+        port: input.port,
+        internal_access_path: input.internalAccessPath ?? null,
+        instance_uuid: input.instanceUuid,
+        access_url_base: input.accessUrlBase ?? null,
+        expires: epochSeconds(opts.now ?? new Date()) + input.ttlSeconds,
+      })
+      .returning('*')) as DbRow[];
+    return consoleTokenFromRow(rows[0] as DbRow);
+  }
+
+  async validate(token: string, opts: { now?: Date } = {}): Promise<ConsoleAuthTokenRow | null> {
+    const row = (await this.db
+      .knex(TABLE)
+      .where({ token_hash: sha256Hex(token) })
+      .andWhere('expires', '>', epochSeconds(opts.now ?? new Date()))
+      .first()) as DbRow | undefined;
+    return row ? consoleTokenFromRow(row) : null;
+  }
+
+  async deleteExpired(opts: { now?: Date } = {}): Promise<number> {
+    return affectedRows(await this.db.knex(TABLE).where('expires', '<=', epochSeconds(opts.now ?? new Date())).delete());
+  }
+
+  async deleteForInstance(instanceUuid: string): Promise<number> {
+    return affectedRows(await this.db.knex(TABLE).where({ instance_uuid: instanceUuid }).delete());
+  }
+}

@@ -1,0 +1,92 @@
+// Shared start-up for the binaries: command-line config files, the validated configuration, the
+// logger, and the container bindings every service needs (database, driver, compute layer).
+
+import 'reflect-metadata';
+import path from 'node:path';
+import { Container } from 'inversify';
+import { loadConfig } from '../config/loader.js';
+import type { Config } from '../config/options.js';
+import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape } from '../compute/tokens.js';
+import { ComputeManager } from '../compute/manager.js';
+import { InstanceResolver } from '../compute/instance-resolver.js';
+import { InstanceRecorder } from '../compute/recorder.js';
+import { MonitorPolicy } from '../compute/monitor-policy.js';
+import { PowerStateSync } from '../compute/lifecycle.js';
+import { createDatabase, Database } from '../db/knex.js';
+import { syncSchema } from '../db/migrate.js';
+import { createComputeStores } from '../db/compute-stores.js';
+import { createLogger, RootLogger, type Logger } from '../logging.js';
+import { ComputeDriver } from '../virt/driver.js';
+import { createDriver } from './drivers.js';
+
+export const ConfigId = Symbol.for('novamon.Config');
+
+/** `--config-file` values from argv (repeatable; later files win), without a full CLI parser. */
+export function configFilesFromArgv(argv: readonly string[]): string[] {
+  const files: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--config-file' && argv[i + 1] !== undefined) files.push(argv[++i] as string);
+    else if (a.startsWith('--config-file=')) files.push(a.slice('--config-file='.length));
+  }
+  return files;
+}
+
+export function loadServiceConfig(files: readonly string[], env: NodeJS.ProcessEnv): Config {
+  return loadConfig(files.map((f) => path.resolve(f)), env);
+}
+
+export function serviceLogger(config: Config, name: string, fd?: number): Logger {
+  return createLogger({ debug: config.DEFAULT.debug, format: config.DEFAULT.log_format, name, ...(fd === undefined ? {} : { fd }) });
+}
+
+export function computeSettings(config: Config): ComputeSettingsShape {
+  return {
+    host: config.DEFAULT.host,
+    instanceNameTemplate: config.DEFAULT.instance_name_template,
+    shutdownTimeout: config.DEFAULT.shutdown_timeout,
+    shutdownRetryInterval: 10,
+    tokenTtl: config.consoleauth.token_ttl,
+    vncEnabled: config.vnc.enabled,
+    novncProxyBaseUrl: config.vnc.novncproxy_base_url,
+    vncProxyClientAddress: config.vnc.server_proxyclient_address,
+    serialEnabled: config.serial_console.enabled,
+    serialBaseUrl: config.serial_console.base_url,
+    serialProxyClientAddress: config.serial_console.proxyclient_address,
+    syncPowerStateInterval: config.DEFAULT.sync_power_state_interval,
+    defaultInstanceProject: config.DEFAULT.default_instance_project,
+    defaultInstanceUser: config.DEFAULT.default_instance_user,
+    monitorAllowedCommands: config.monitor.passthrough_allowed_commands,
+  };
+}
+
+/**
+ * Opens the database. The embedded PGlite database belongs to the process that opens it, so its
+ * schema is brought up to date here; a PostgreSQL schema is managed with `novamon-manage db sync`.
+ */
+export async function openDatabase(config: Config, logger: Logger): Promise<Database> {
+  const db = await createDatabase({
+    connection: config.database.connection,
+    statePath: config.DEFAULT.state_path,
+    poolSize: config.database.max_pool_size,
+    logger,
+  });
+  if (db.kind === 'pglite') await syncSchema(db);
+  return db;
+}
+
+/** Binds the compute layer (driver, stores, manager, power sync) into `container`. */
+export async function bindCompute(container: Container, config: Config, logger: Logger, db: Database): Promise<void> {
+  container.bind(ConfigId).toConstantValue(config);
+  container.bind(RootLogger).toConstantValue(logger);
+  container.bind(ComputeLogger).toConstantValue(logger);
+  container.bind(Database).toConstantValue(db);
+  container.bind(ComputeSettings).toConstantValue(computeSettings(config));
+  container.bind(ComputeStores).toConstantValue(createComputeStores(db, logger));
+  container.bind(ComputeDriver).toConstantValue(await createDriver(config, logger));
+  container.bind(ComputeManager).toSelf().inSingletonScope();
+  container.bind(InstanceResolver).toSelf().inSingletonScope();
+  container.bind(InstanceRecorder).toSelf().inSingletonScope();
+  container.bind(MonitorPolicy).toSelf().inSingletonScope();
+  container.bind(PowerStateSync).toSelf().inSingletonScope();
+}

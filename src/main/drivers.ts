@@ -1,0 +1,43 @@
+// Builds the ComputeDriver that `[DEFAULT] compute_driver` names. Each driver module is loaded only
+// when chosen, so a qemu host never loads the libvirt client and the other way round.
+
+import path from 'node:path';
+import type { Config } from '../config/options.js';
+import type { Logger } from '../logging.js';
+import type { ComputeDriver } from '../virt/driver.js';
+import { InstanceNameTemplate } from '../virt/instance-name.js';
+
+export async function createDriver(config: Config, logger: Logger): Promise<ComputeDriver> {
+  const nameTemplate = new InstanceNameTemplate(config.DEFAULT.instance_name_template);
+  const commandTimeoutMs = config.monitor.command_timeout * 1000;
+  const connectTimeoutMs = config.monitor.connect_timeout * 1000;
+  switch (config.DEFAULT.compute_driver) {
+    case 'qemu': {
+      const { QmpMonitorRegistry } = await import('../qmp/monitor-registry.js');
+      const { QemuDriver } = await import('../virt/qemu/driver.js');
+      const monitors = new QmpMonitorRegistry({ connectTimeoutMs, commandTimeoutMs, logger: logger.child({ component: 'qmp' }) });
+      return new QemuDriver({
+        instancesPath: config.DEFAULT.instances_path,
+        nameTemplate,
+        monitors,
+        commandTimeoutMs,
+        host: config.DEFAULT.host,
+        logger: logger.child({ component: 'qemu-driver' }),
+        stateDir: path.join(config.DEFAULT.state_path, 'qemu'),
+      });
+    }
+    case 'libvirt': {
+      const { LibvirtDriver } = await import('../virt/libvirt/driver.js');
+      return new LibvirtDriver({
+        uri: config.libvirt.connection_uri,
+        nameTemplate,
+        commandTimeoutMs,
+        logger: logger.child({ component: 'libvirt-driver' }),
+      });
+    }
+    case 'fake': {
+      const { FakeDriver } = await import('../virt/fake/driver.js');
+      return new FakeDriver({ nameTemplate, commandTimeoutSeconds: config.monitor.command_timeout });
+    }
+  }
+}

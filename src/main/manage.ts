@@ -1,0 +1,192 @@
+// novamon-manage's composition root: builds, on first use, only what the chosen command needs
+// (database, driver, RPC client), and closes it afterwards.
+
+import 'reflect-metadata';
+import { CommanderError } from 'commander';
+import { buildManageProgram, type ManageServices, type RpcRequest } from '../cli/manage.js';
+import { ConfigError } from '../config/loader.js';
+import type { Config } from '../config/options.js';
+import { adminContext } from '../context.js';
+import { NovaException, InstanceNotFound } from '../exception.js';
+import type { Database } from '../db/knex.js';
+import { syncSchema, schemaVersion } from '../db/migrate.js';
+import { KnexInstanceRepository, type InstanceRow } from '../db/instance-repository.js';
+import { KnexInstanceActionRepository } from '../db/instance-action-repository.js';
+import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js';
+import { KnexMonitorAuditRepository } from '../db/monitor-audit-repository.js';
+import { createDatabase } from '../db/knex.js';
+import type { Logger } from '../logging.js';
+import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
+import { RpcClient } from '../rpc/client.js';
+import { RemoteError } from '../rpc/failure.js';
+import { instancePrimitive } from '../rpc/objects/instance.js';
+import type { ComputeDriver, MonitorCommand } from '../virt/driver.js';
+import { InstanceNameTemplate } from '../virt/instance-name.js';
+import { configFilesFromArgv, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
+import { createDriver } from './drivers.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+class LazyManageServices implements ManageServices {
+  private db: Database | null = null;
+  private driver: ComputeDriver | null = null;
+  private connection: AmqpConnectionManager | null = null;
+  private client: RpcClient | null = null;
+  private readonly template: InstanceNameTemplate;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.template = new InstanceNameTemplate(config.DEFAULT.instance_name_template);
+  }
+
+  private async database(): Promise<Database> {
+    this.db ??= await openDatabase(this.config, this.logger);
+    return this.db;
+  }
+
+  private async instanceRow(ref: string): Promise<InstanceRow> {
+    const repo = new KnexInstanceRepository(await this.database());
+    const row = UUID.test(ref) ? await repo.getByUuid(ref.toLowerCase()) : await repo.getByName(this.template.validate(ref));
+    if (!row) throw new InstanceNotFound(ref);
+    return row;
+  }
+
+  async dbSync() {
+    const db = await createDatabase({ connection: this.config.database.connection, statePath: this.config.DEFAULT.state_path, poolSize: 1, logger: this.logger });
+    this.db = db;
+    return syncSchema(db);
+  }
+
+  async dbVersion() {
+    return schemaVersion(await this.database());
+  }
+
+  async listInstances(opts: { allHosts: boolean }) {
+    const repo = new KnexInstanceRepository(await this.database());
+    return repo.list(opts.allHosts ? {} : { host: this.config.DEFAULT.host });
+  }
+
+  async showInstance(ref: string) {
+    return this.instanceRow(ref);
+  }
+
+  async adoptInstance(ref: string, owner: { projectId: string; userId: string; displayName?: string | undefined }) {
+    const row = await this.instanceRow(ref);
+    const repo = new KnexInstanceRepository(await this.database());
+    await repo.adopt(row.uuid, { projectId: owner.projectId, userId: owner.userId, displayName: owner.displayName ?? row.displayName ?? row.name });
+    return repo.getByUuid(row.uuid);
+  }
+
+  async instanceActions(ref: string) {
+    const row = await this.instanceRow(ref);
+    const repo = new KnexInstanceActionRepository(await this.database());
+    const actions = await repo.listForInstance(row.uuid);
+    return Promise.all(actions.map(async (a) => (await repo.getByRequestId(row.uuid, a.requestId)) ?? a));
+  }
+
+  async instanceFaults(ref: string) {
+    const row = await this.instanceRow(ref);
+    return new KnexInstanceFaultRepository(await this.database()).listForInstance(row.uuid);
+  }
+
+  /**
+   * Straight to the guest's monitor socket, audited like the RPC path. QEMU serves one client per
+   * monitor: while novamon-compute holds it, use --rpc.
+   */
+  async monitorCommandDirect(name: string, command: MonitorCommand) {
+    const validName = this.template.validate(name);
+    const audit = new KnexMonitorAuditRepository(await this.database());
+    const ctx = adminContext();
+    const auditId = await audit.begin({
+      instanceName: validName,
+      host: this.config.DEFAULT.host,
+      userId: process.env['USER'] ?? 'root',
+      kind: command.kind,
+      command: command.kind === 'qmp' ? command.execute : command.commandLine,
+      arguments: command.kind === 'qmp' ? (command.arguments ?? null) : null,
+      allowed: ctx.isAdmin,
+    });
+    const started = performance.now();
+    this.driver ??= await createDriver(this.config, this.logger);
+    try {
+      const result = await this.driver.monitorCommand({ name: validName }, command);
+      await audit.finish(auditId, { result: 'ok', durationMs: performance.now() - started });
+      return result;
+    } catch (err) {
+      await audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
+      throw err;
+    }
+  }
+
+  async rpcCall(req: RpcRequest) {
+    const rabbit = this.config.oslo_messaging_rabbit;
+    this.connection ??= new AmqpConnectionManager({
+      transportUrl: this.config.DEFAULT.transport_url,
+      logger: this.logger,
+      heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
+      connectionName: 'novamon-manage',
+    });
+    await this.connection.connect(10_000);
+    this.client ??= new RpcClient({ connection: this.connection, exchange: this.config.DEFAULT.control_exchange, timeoutMs: req.timeoutSeconds * 1000, logger: this.logger });
+    const server = req.server ?? this.config.DEFAULT.host;
+    const args: Record<string, unknown> = { ...req.args };
+    if (req.instance !== undefined) {
+      // Addressed as a Nova controller would: by uuid, or by the id the name was formatted from.
+      if (UUID.test(req.instance)) args['instance'] = instancePrimitive({ uuid: req.instance.toLowerCase(), host: server });
+      else {
+        const id = this.template.parseId(this.template.validate(req.instance));
+        if (id === null) throw new InstanceNotFound(req.instance);
+        args['instance'] = instancePrimitive({ id, host: server });
+      }
+    }
+    const target = { topic: 'compute', server, version: req.version };
+    const ctx = { requestId: `req-${crypto.randomUUID()}`, ...req.context };
+    if (req.cast) {
+      await this.client.cast(target, ctx, req.method, args);
+      return { cast: req.method, server, request_id: ctx.requestId };
+    }
+    return this.client.call(target, ctx, req.method, args, { timeoutMs: req.timeoutSeconds * 1000 });
+  }
+
+  async close(): Promise<void> {
+    await this.client?.close();
+    await this.connection?.close();
+    await this.driver?.close();
+    await this.db?.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let services: LazyManageServices | null = null;
+  const program = buildManageProgram(() => {
+    if (!services) {
+      const config = loadServiceConfig(configFilesFromArgv(argv), process.env);
+      const logger = serviceLogger({ ...config, DEFAULT: { ...config.DEFAULT, log_format: 'pretty' } }, 'novamon-manage');
+      services = new LazyManageServices(config, logger.child({ component: 'manage' }));
+    }
+    return services;
+  });
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    process.stderr.write(`novamon-manage: ${describe(err)}\n`);
+    return 1;
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ConfigError) return err.message;
+  if (err instanceof NovaException) return `${err.className}: ${err.message}`;
+  if (err instanceof RemoteError) return `${err.excType}: ${err.value}`;
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+const code = await main(process.argv);
+process.exitCode = code;
+// Anything still holding the event loop (a broker connection closing slowly) must not hold the CLI.
+setTimeout(() => process.exit(code), 3000).unref();

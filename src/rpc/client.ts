@@ -1,0 +1,272 @@
+// The caller side of the wire (novamon-manage, the REST API, the benchmark): publishes calls and casts as oslo's
+// RPCClient does and matches replies by `_msg_id` on one `reply_<uuid hex>` queue per client. A remote failure
+// becomes RemoteError, a missing reply MessagingTimeout. The reply queue is re-declared after every reconnect.
+
+import { randomUUID } from 'node:crypto';
+import { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
+import { injectable } from 'inversify';
+import { type Logger } from '../logging.js';
+import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
+import { contextToMessage, type RequestContext } from './context.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { parseFailure } from './failure.js';
+import { fanoutExchangeName, fanoutExchangeSpec, replyQueueSpec, topicExchangeSpec } from './topology.js';
+
+export const RpcClientId = Symbol.for('novamon.RpcClient');
+
+export class MessagingTimeout extends Error {
+  override readonly name = 'MessagingTimeout';
+}
+
+export interface RpcTarget {
+  topic: string;
+  /** Host to address (`<topic>.<server>`); omitted = any server on the shared topic queue. */
+  server?: string;
+  version: string;
+  namespace?: string | null;
+  /** Casts only: deliver to every server of the topic. */
+  fanout?: boolean;
+}
+
+export interface RpcClientOptions {
+  connection: AmqpConnectionManager;
+  exchange: string;
+  /** Default call timeout (rpc_response_timeout). */
+  timeoutMs: number;
+  logger: Logger;
+  /** x-expires of the reply queue (rabbit_transient_queues_ttl); default 30 min. */
+  transientQueueTtlMs?: number;
+  /** Bound on AMQP round trips (channel open, declare, cast confirm); default 10 s. */
+  opTimeoutMs?: number;
+  /** Replies above this are dropped (the call then times out); default 64 MiB. */
+  maxReplyBytes?: number;
+  /** Flags of the topic exchange, which we declare before the first publish as oslo's publisher does. */
+  durableQueues?: boolean;
+  quorumQueues?: boolean;
+  autoDelete?: boolean;
+}
+
+// oslo's properties for calls and casts (samples/oslo-rabbit-wire.json); calls add `expiration`.
+const PUBLISH_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {} } as const;
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  /** Result of a pre-oslo-14 result message, kept until its separate `ending` message. */
+  result: unknown;
+}
+
+interface Session {
+  ch: ConfirmChannel;
+  alive: boolean;
+  consumerTag: string | null;
+  /** Exchanges asserted on this channel; publishing to a missing exchange would close the channel. */
+  declared: Map<string, Promise<unknown>>;
+}
+
+function hexId(): string {
+  return randomUUID().replaceAll('-', '');
+}
+
+@injectable()
+export class RpcClient {
+  readonly replyQueue = `reply_${hexId()}`;
+  private readonly log: Logger;
+  private readonly pending = new Map<string, Pending>();
+  private session: Session | null = null;
+  private opening: Promise<Session> | null = null;
+  private closed = false;
+  private readonly opTimeoutMs: number;
+  private readonly maxReplyBytes: number;
+  private readonly onConnected = (model: ChannelModel): void => {
+    if (this.closed || this.session?.alive) return;
+    this.openSession(model).catch((err: unknown) => this.log.warn({ err: String(err) }, 'RPC client could not re-declare its reply queue'));
+  };
+
+  constructor(private readonly opts: RpcClientOptions) {
+    this.log = opts.logger.child({ component: 'rpc-client', replyQueue: this.replyQueue });
+    this.opTimeoutMs = opts.opTimeoutMs ?? 10000;
+    this.maxReplyBytes = opts.maxReplyBytes ?? 64 * 1024 * 1024;
+    opts.connection.on('connected', this.onConnected);
+  }
+
+  /** Call `method` and wait for its reply. Rejects with RemoteError (remote failure) or MessagingTimeout. */
+  async call(target: RpcTarget, ctx: Partial<RequestContext>, method: string, args: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<unknown> {
+    const timeoutMs = opts?.timeoutMs ?? this.opts.timeoutMs;
+    const started = Date.now();
+    const s = this.session?.alive ? this.session : await this.getSession(timeoutMs);
+    const exchange = this.opts.exchange;
+    if (!s.declared.has(exchange)) await this.declareExchange(s, exchange, false, timeoutMs);
+    const remaining = Math.max(1, timeoutMs - (Date.now() - started));
+    const msgId = hexId();
+    const body = encodeEnvelope({
+      method,
+      args,
+      ...(target.namespace ? { namespace: target.namespace } : {}),
+      version: target.version,
+      _msg_id: msgId,
+      _reply_q: this.replyQueue,
+      _timeout: null,
+      _unique_id: hexId(),
+      ...contextToMessage(ctx),
+    });
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(msgId);
+        reject(new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId}`));
+      }, remaining);
+      this.pending.set(msgId, { resolve, reject, timer, result: null });
+      try {
+        // The queue drops the call when nobody took it within the caller's timeout.
+        s.ch.publish(exchange, routingKey(target), body, { ...PUBLISH_PROPS, expiration: String(timeoutMs) });
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(msgId);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  /** Publish a one-way message; resolves when the broker has confirmed it. */
+  async cast(target: RpcTarget, ctx: Partial<RequestContext>, method: string, args: Record<string, unknown>): Promise<void> {
+    const s = this.session?.alive ? this.session : await this.getSession(this.opTimeoutMs);
+    const body = encodeEnvelope({
+      method,
+      args,
+      ...(target.namespace ? { namespace: target.namespace } : {}),
+      version: target.version,
+      _unique_id: hexId(),
+      ...contextToMessage(ctx),
+    });
+    const exchange = target.fanout ? fanoutExchangeName(target.topic) : this.opts.exchange;
+    if (!s.declared.has(exchange)) await this.declareExchange(s, exchange, target.fanout === true, this.opTimeoutMs);
+    const confirmed = new Promise<void>((resolve, reject) => {
+      s.ch.publish(exchange, target.fanout ? target.topic : routingKey(target), body, PUBLISH_PROPS, (err: unknown) =>
+        err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
+      );
+    });
+    await withTimeout(confirmed, this.opTimeoutMs, 'cast confirm');
+  }
+
+  /** Reject outstanding calls, delete the reply queue and close the channel. The connection is the owner's. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.opts.connection.off('connected', this.onConnected);
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new Error(`RPC client closed before the reply to message ID ${id}`));
+    }
+    this.pending.clear();
+    await this.opening?.catch(() => undefined);
+    const s = this.session;
+    this.session = null;
+    if (s?.alive) {
+      s.alive = false;
+      const t = this.opTimeoutMs;
+      if (s.consumerTag) await withTimeout(s.ch.cancel(s.consumerTag), t, 'basic.cancel').catch(() => undefined);
+      await withTimeout(s.ch.deleteQueue(this.replyQueue), t, 'queue.delete').catch(() => undefined);
+      await withTimeout(s.ch.close(), t, 'channel close').catch(() => undefined);
+    }
+  }
+
+  private async declareExchange(s: Session, name: string, fanout: boolean, timeoutMs: number): Promise<void> {
+    let p = s.declared.get(name);
+    if (!p) {
+      const flags = { durableQueues: this.opts.durableQueues ?? false, quorumQueues: this.opts.quorumQueues ?? false, autoDelete: this.opts.autoDelete ?? false, transientQueueTtlMs: 0 };
+      const spec = fanout ? fanoutExchangeSpec(name.replace(/_fanout$/, '')) : topicExchangeSpec(name, flags);
+      p = s.ch.assertExchange(spec.name, spec.type, spec.options);
+      s.declared.set(name, p);
+      p.catch(() => s.declared.delete(name));
+    }
+    await withTimeout(p, Math.min(timeoutMs, this.opTimeoutMs), `declaring exchange ${name}`);
+  }
+
+  private async getSession(timeoutMs: number): Promise<Session> {
+    if (this.closed) throw new Error('RPC client is closed');
+    const model = await this.opts.connection.connect(timeoutMs);
+    return this.openSession(model);
+  }
+
+  private openSession(model: ChannelModel): Promise<Session> {
+    if (this.session?.alive) return Promise.resolve(this.session);
+    if (!this.opening) {
+      this.opening = this.doOpen(model).finally(() => {
+        this.opening = null;
+      });
+    }
+    return this.opening;
+  }
+
+  private async doOpen(model: ChannelModel): Promise<Session> {
+    const t = this.opTimeoutMs;
+    const ch = await withTimeout(model.createConfirmChannel(), t, 'channel open');
+    const s: Session = { ch, alive: true, consumerTag: null, declared: new Map() };
+    ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'RPC client channel error'));
+    ch.on('close', () => {
+      s.alive = false;
+      if (this.session === s) this.session = null;
+    });
+    try {
+      const q = replyQueueSpec(this.replyQueue, { transientQueueTtlMs: this.opts.transientQueueTtlMs ?? 1800000 });
+      await withTimeout(ch.assertQueue(q.name, q.options), t, 'declaring the reply queue');
+      const ok = await withTimeout(ch.consume(q.name, (m) => this.onReply(m), { noAck: true }), t, 'basic.consume');
+      s.consumerTag = ok.consumerTag;
+    } catch (err) {
+      s.alive = false;
+      await ch.close().catch(() => undefined);
+      throw err;
+    }
+    if (this.closed) {
+      s.alive = false;
+      await ch.close().catch(() => undefined);
+      throw new Error('RPC client is closed');
+    }
+    this.session = s;
+    return s;
+  }
+
+  private onReply(m: ConsumeMessage | null): void {
+    if (m === null) {
+      // Reply queue deleted under us: drop the session; the next call declares it again.
+      if (this.session) this.session.alive = false;
+      this.session = null;
+      return;
+    }
+    let msg: Record<string, unknown>;
+    try {
+      msg = decodeEnvelope(m.content, { maxBytes: this.maxReplyBytes });
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'dropping undecodable RPC reply');
+      return;
+    }
+    const msgId = msg['_msg_id'];
+    const p = typeof msgId === 'string' ? this.pending.get(msgId) : undefined;
+    if (!p || typeof msgId !== 'string') {
+      this.log.debug({ msgId }, 'reply for no waiting call (timed out or duplicate)');
+      return;
+    }
+    const failure = msg['failure'];
+    if (failure !== null && failure !== undefined) {
+      this.finish(msgId, p);
+      p.reject(parseFailure(failure));
+      return;
+    }
+    if (msg['result'] !== undefined && msg['result'] !== null) p.result = msg['result'];
+    // oslo >= 14 sends one message with ending: true; older servers send the result, then an ending message.
+    if (msg['ending'] === true || !Object.hasOwn(msg, 'ending')) {
+      this.finish(msgId, p);
+      p.resolve(p.result);
+    }
+  }
+
+  private finish(msgId: string, p: Pending): void {
+    clearTimeout(p.timer);
+    this.pending.delete(msgId);
+  }
+}
+
+function routingKey(target: RpcTarget): string {
+  return target.server ? `${target.topic}.${target.server}` : target.topic;
+}

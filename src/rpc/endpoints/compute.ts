@@ -1,0 +1,117 @@
+// The compute RPC endpoint: Nova's wire method and argument names, validated at the edge, translated
+// to ComputeManager calls, and results turned back into what Nova's rpcapi expects (strings, dicts,
+// NovaObject primitives). Served at 6.1 and, for callers pinned to an older release, 5.13.
+
+import { z } from 'zod';
+import type { ComputeManager } from '../../compute/manager.js';
+import type { RequestContext } from '../../context.js';
+import { Invalid } from '../../exception.js';
+import type { MonitorCommand } from '../../virt/driver.js';
+import type { RpcEndpoint } from '../dispatcher.js';
+import { diagnosticsPrimitive } from '../objects/diagnostics.js';
+import { parseInstanceArg } from '../objects/instance.js';
+import { ObjectFormatError } from '../objects/primitive.js';
+
+export const COMPUTE_RPC_VERSIONS = ['6.1', '5.13'] as const;
+
+type Handler = (ctx: RequestContext, args: Record<string, unknown>) => Promise<unknown>;
+
+const tailLength = z
+  .union([z.number().int().min(-1).max(1_000_000), z.string().regex(/^-?\d{1,7}$/).transform(Number), z.null()])
+  .optional()
+  .transform((v) => (v === undefined || v === null ? null : v));
+const consoleType = z.string().min(1).max(32);
+const rebootType = z
+  .string()
+  .transform((v) => v.toUpperCase())
+  .pipe(z.enum(['SOFT', 'HARD']));
+const qmpCommand = z.object({ execute: z.string().min(1).max(128), arguments: z.record(z.string(), z.unknown()).optional() }).strict();
+
+/** Parses `args[name]` with `schema`; a bad value is Nova's Invalid (a failure reply, never a crash). */
+function arg<T extends z.ZodType>(args: Record<string, unknown>, name: string, schema: T): z.output<T> {
+  const result = schema.safeParse(args[name]);
+  if (!result.success) throw new Invalid(`Invalid argument ${name}: ${result.error.issues[0]?.message ?? 'invalid'}`);
+  return result.data;
+}
+
+/** The monitor_command extension's `command`: QMP JSON text, or an HMP command line when `hmp` is true. */
+export function parseMonitorCommand(command: unknown, hmp: unknown): MonitorCommand {
+  if (typeof command !== 'string' || command.length === 0 || command.length > 65536) {
+    throw new Invalid('Invalid argument command: a non-empty string of at most 64 KiB');
+  }
+  if (hmp === true) return { kind: 'hmp', commandLine: command };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(command);
+  } catch {
+    throw new Invalid('Invalid argument command: not QMP JSON (use hmp for HMP command lines)');
+  }
+  const result = qmpCommand.safeParse(parsed);
+  if (!result.success) throw new Invalid('Invalid argument command: QMP needs {"execute": NAME, "arguments": {...}}');
+  return { kind: 'qmp', execute: result.data.execute, arguments: result.data.arguments };
+}
+
+const ORDERED_METHODS = new Set(['stop_instance', 'start_instance', 'pause_instance', 'unpause_instance', 'reboot_instance']);
+
+export class ComputeEndpoint implements RpcEndpoint {
+  readonly namespace = null;
+  private readonly handlers: Record<string, Handler>;
+
+  constructor(
+    readonly version: string,
+    private readonly manager: ComputeManager,
+  ) {
+    const m = manager;
+    const instanceOf = async (args: Record<string, unknown>) => {
+      try {
+        return await m.resolve(parseInstanceArg(args['instance']));
+      } catch (err) {
+        if (err instanceof ObjectFormatError) throw new Invalid(`Invalid argument instance: ${err.message}`);
+        throw err;
+      }
+    };
+    this.handlers = {
+      get_console_output: async (ctx, a) => m.getConsoleOutput(ctx, await instanceOf(a), arg(a, 'tail_length', tailLength)),
+      get_instance_diagnostics: async (ctx, a) => diagnosticsPrimitive(await m.getInstanceDiagnostics(ctx, await instanceOf(a))),
+      get_diagnostics: async (ctx, a) => m.getDiagnostics(ctx, await instanceOf(a)),
+      get_vnc_console: async (ctx, a) => connectInfo(await m.getVncConsole(ctx, await instanceOf(a), arg(a, 'console_type', consoleType))),
+      get_serial_console: async (ctx, a) => connectInfo(await m.getSerialConsole(ctx, await instanceOf(a), arg(a, 'console_type', consoleType))),
+      validate_console_port: async (ctx, a) =>
+        m.validateConsolePort(ctx, await instanceOf(a), arg(a, 'port', z.coerce.number().int().min(1).max(65535)), arg(a, 'console_type', consoleType)),
+      stop_instance: async (ctx, a) => m.stopInstance(ctx, await instanceOf(a), arg(a, 'clean_shutdown', z.boolean().optional().default(true))),
+      start_instance: async (ctx, a) => m.startInstance(ctx, await instanceOf(a)),
+      pause_instance: async (ctx, a) => m.pauseInstance(ctx, await instanceOf(a)),
+      unpause_instance: async (ctx, a) => m.unpauseInstance(ctx, await instanceOf(a)),
+      reboot_instance: async (ctx, a) => m.rebootInstance(ctx, await instanceOf(a), arg(a, 'reboot_type', rebootType)),
+      get_host_uptime: async () => m.getHostUptime(),
+      monitor_command: async (ctx, a) => m.monitorCommand(ctx, await instanceOf(a), parseMonitorCommand(a['command'], a['hmp'])),
+    };
+  }
+
+  hasMethod(method: string): boolean {
+    return Object.hasOwn(this.handlers, method);
+  }
+
+  handle(method: string, ctx: RequestContext, args: Record<string, unknown>): Promise<unknown> | undefined {
+    const handler = this.hasMethod(method) ? this.handlers[method] : undefined;
+    return handler?.(ctx, args);
+  }
+
+  /** Power actions on one instance run in arrival order; reads run concurrently. */
+  orderingKey(method: string, args: Record<string, unknown>): string | null {
+    if (!ORDERED_METHODS.has(method)) return null;
+    const inst = args['instance'];
+    if (typeof inst !== 'object' || inst === null) return null;
+    const data = (inst as Record<string, unknown>)['nova_object.data'] ?? inst;
+    const uuid = (data as Record<string, unknown>)['uuid'];
+    return typeof uuid === 'string' ? uuid.toLowerCase() : null;
+  }
+}
+
+function connectInfo(info: { host: string; port: number; internalAccessPath: string | null; token: string; accessUrl: string }) {
+  return { host: info.host, port: info.port, internal_access_path: info.internalAccessPath, token: info.token, access_url: info.accessUrl };
+}
+
+export function computeEndpoints(manager: ComputeManager): ComputeEndpoint[] {
+  return COMPUTE_RPC_VERSIONS.map((v) => new ComputeEndpoint(v, manager));
+}

@@ -1,0 +1,95 @@
+// The exchanges and queues oslo.messaging's rabbit driver declares, with exactly its flags and arguments:
+// RabbitMQ refuses a re-declaration that differs (PRECONDITION_FAILED), which would break every peer sharing
+// the queue. Pure specs (unit-tested against the spec table) plus a declare helper.
+
+import { type Channel, type Options } from 'amqplib';
+
+export interface QueueFlags {
+  /** amqp_durable_queues: durable topic exchange and topic queues. */
+  durableQueues: boolean;
+  /** amqp_auto_delete: auto-delete topic exchange and topic queues. */
+  autoDelete?: boolean;
+  /** rabbit_quorum_queue: topic queues become quorum queues (always durable, never auto-delete). */
+  quorumQueues: boolean;
+  /** rabbit_transient_queues_ttl in ms: x-expires of fanout and reply queues; 0 = none. */
+  transientQueueTtlMs: number;
+}
+
+export interface ExchangeSpec {
+  name: string;
+  type: 'topic' | 'fanout';
+  options: Options.AssertExchange;
+}
+
+export interface QueueSpec {
+  name: string;
+  options: Options.AssertQueue;
+}
+
+export function topicExchangeSpec(name: string, f: QueueFlags): ExchangeSpec {
+  // oslo: the exchange is as durable as the topic queues, and quorum queues imply durable.
+  return { name, type: 'topic', options: { durable: f.durableQueues || f.quorumQueues, autoDelete: f.autoDelete ?? false } };
+}
+
+/** The shared `<topic>` queue and the per-host `<topic>.<server>` queue. */
+export function topicQueueSpec(name: string, f: QueueFlags): QueueSpec {
+  if (f.quorumQueues) {
+    return { name, options: { durable: true, autoDelete: false, exclusive: false, arguments: { 'x-queue-type': 'quorum' } } };
+  }
+  return { name, options: { durable: f.durableQueues, autoDelete: f.autoDelete ?? false, exclusive: false } };
+}
+
+export function fanoutExchangeName(topic: string): string {
+  return `${topic}_fanout`;
+}
+
+export function fanoutExchangeSpec(topic: string): ExchangeSpec {
+  return { name: fanoutExchangeName(topic), type: 'fanout', options: { durable: false, autoDelete: true } };
+}
+
+function transientArgs(f: Pick<QueueFlags, 'transientQueueTtlMs'>): Record<string, unknown> | undefined {
+  return f.transientQueueTtlMs > 0 ? { 'x-expires': f.transientQueueTtlMs } : undefined;
+}
+
+/** `<topic>_fanout_<uuid hex>`: one per server process, expiring when nobody consumes it. */
+export function fanoutQueueSpec(topic: string, idHex: string, f: Pick<QueueFlags, 'transientQueueTtlMs'>): QueueSpec {
+  const args = transientArgs(f);
+  return { name: `${topic}_fanout_${idHex}`, options: { durable: false, autoDelete: false, exclusive: false, ...(args ? { arguments: args } : {}) } };
+}
+
+/** `reply_<uuid hex>` on the default exchange, declared by the caller. */
+export function replyQueueSpec(name: string, f: Pick<QueueFlags, 'transientQueueTtlMs'>): QueueSpec {
+  const args = transientArgs(f);
+  return { name, options: { durable: false, autoDelete: false, exclusive: false, ...(args ? { arguments: args } : {}) } };
+}
+
+export interface ServerTopology {
+  exchange: ExchangeSpec;
+  topicQueue: QueueSpec;
+  serverQueue: QueueSpec;
+  fanoutExchange: ExchangeSpec;
+  fanoutQueue: QueueSpec;
+}
+
+export function serverTopology(exchange: string, topic: string, server: string, fanoutIdHex: string, f: QueueFlags): ServerTopology {
+  return {
+    exchange: topicExchangeSpec(exchange, f),
+    topicQueue: topicQueueSpec(topic, f),
+    serverQueue: topicQueueSpec(`${topic}.${server}`, f),
+    fanoutExchange: fanoutExchangeSpec(topic),
+    fanoutQueue: fanoutQueueSpec(topic, fanoutIdHex, f),
+  };
+}
+
+/** Declare and bind a server's exchanges and queues on `ch` (each AMQP round trip bounded by the caller's timeout). */
+export async function declareServerTopology(ch: Channel, t: ServerTopology, topic: string, server: string): Promise<void> {
+  await ch.assertExchange(t.exchange.name, t.exchange.type, t.exchange.options);
+  await ch.assertQueue(t.topicQueue.name, t.topicQueue.options);
+  await ch.bindQueue(t.topicQueue.name, t.exchange.name, topic);
+  await ch.assertQueue(t.serverQueue.name, t.serverQueue.options);
+  await ch.bindQueue(t.serverQueue.name, t.exchange.name, `${topic}.${server}`);
+  await ch.assertExchange(t.fanoutExchange.name, t.fanoutExchange.type, t.fanoutExchange.options);
+  await ch.assertQueue(t.fanoutQueue.name, t.fanoutQueue.options);
+  // A fanout exchange ignores the key; oslo binds with the topic, and so do we.
+  await ch.bindQueue(t.fanoutQueue.name, t.fanoutExchange.name, topic);
+}
