@@ -96,11 +96,12 @@ export class PowerStateSync {
     for (const row of rows) await this.enqueue(row.name, () => this.syncOne(row));
   }
 
+  /** Stops listening, then lets the updates already queued reach the database. */
   async close(): Promise<void> {
-    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
     await Promise.allSettled([...this.chains.values()]);
+    this.closed = true;
   }
 
   private enqueue(name: string, work: () => Promise<void>): Promise<void> {

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { Invalid } from '../../../src/exception.js';
+import { computeEndpoints, parseMonitorCommand } from '../../../src/rpc/endpoints/compute.js';
+import { instancePrimitive } from '../../../src/rpc/objects/instance.js';
+import { buildHarness, ctx, NAME_A, UUID_A } from '../compute/harness.js';
+
+function endpoint() {
+  const h = buildHarness();
+  h.driver.addInstance({ name: NAME_A, uuid: UUID_A, consoleOutput: 'one\ntwo\n' });
+  const [v6, v5] = computeEndpoints(h.manager);
+  return { h, v6: v6!, v5: v5! };
+}
+
+const instance = instancePrimitive({ uuid: UUID_A, id: 10, host: 'host1' });
+
+describe('compute RPC endpoint', () => {
+  it('serves 6.1 and 5.13 with Nova\'s method names', () => {
+    const { v6, v5 } = endpoint();
+    expect([v6.version, v5.version]).toEqual(['6.1', '5.13']);
+    for (const m of ['get_console_output', 'get_instance_diagnostics', 'get_diagnostics', 'get_vnc_console', 'stop_instance', 'reboot_instance', 'monitor_command']) {
+      expect(v6.hasMethod(m)).toBe(true);
+    }
+    expect(v6.hasMethod('toString')).toBe(false);
+    expect(v6.hasMethod('constructor')).toBe(false);
+  });
+
+  it('accepts a NovaObject primitive or a plain dict, and tail_length as int, digit string or null', async () => {
+    const { v6 } = endpoint();
+    expect(await v6.handle('get_console_output', ctx(), { instance, tail_length: 1 })).toBe('');
+    expect(await v6.handle('get_console_output', ctx(), { instance: { uuid: UUID_A, id: 10 }, tail_length: '2' })).toBe('two\n');
+    expect(await v6.handle('get_console_output', ctx(), { instance, tail_length: null })).toBe('one\ntwo\n');
+  });
+
+  it('returns a Diagnostics 1.0 primitive with nested primitives', async () => {
+    const { v6 } = endpoint();
+    const d = (await v6.handle('get_instance_diagnostics', ctx(), { instance })) as Record<string, unknown>;
+    expect(d['nova_object.name']).toBe('Diagnostics');
+    expect(d['nova_object.version']).toBe('1.0');
+    const data = d['nova_object.data'] as Record<string, unknown>;
+    expect(data['driver']).toBe('libvirt');
+    expect((data['memory_details'] as Record<string, unknown>)['nova_object.name']).toBe('MemoryDiagnostics');
+    expect(data['num_cpus']).toBe((data['cpu_details'] as unknown[]).length);
+  });
+
+  it('returns console connection info with Nova\'s keys', async () => {
+    const { v6 } = endpoint();
+    const c = (await v6.handle('get_vnc_console', ctx(), { instance, console_type: 'novnc' })) as Record<string, unknown>;
+    expect(Object.keys(c).sort()).toEqual(['access_url', 'host', 'internal_access_path', 'port', 'token']);
+  });
+
+  it('turns bad arguments into Invalid, never a crash', async () => {
+    const { v6 } = endpoint();
+    const bad: Record<string, unknown>[] = [
+      { instance: 'x' },
+      { instance: { uuid: 'not-a-uuid' } },
+      { instance: { id: -1 } },
+      { instance: { 'nova_object.name': 'Flavor', 'nova_object.namespace': 'nova', 'nova_object.version': '1.0', 'nova_object.data': {} } },
+      { instance: { 'nova_object.name': 'Instance', 'nova_object.namespace': 'nova', 'nova_object.version': '3.0', 'nova_object.data': { uuid: UUID_A } } },
+      { instance, tail_length: 'ten' },
+      { instance, tail_length: [1] },
+    ];
+    for (const args of bad) await expect(v6.handle('get_console_output', ctx(), args)).rejects.toBeInstanceOf(Invalid);
+    await expect(v6.handle('reboot_instance', ctx(), { instance, reboot_type: 'MEDIUM' })).rejects.toBeInstanceOf(Invalid);
+  });
+
+  it('orders power actions per instance, not reads', () => {
+    const { v6 } = endpoint();
+    expect(v6.orderingKey('pause_instance', { instance })).toBe(UUID_A);
+    expect(v6.orderingKey('get_console_output', { instance })).toBeNull();
+  });
+
+  it('parses monitor commands: QMP JSON, or HMP with hmp=true', () => {
+    expect(parseMonitorCommand('{"execute":"query-status"}', false)).toEqual({ kind: 'qmp', execute: 'query-status', arguments: undefined });
+    expect(parseMonitorCommand('info vnc', true)).toEqual({ kind: 'hmp', commandLine: 'info vnc' });
+    expect(() => parseMonitorCommand('info vnc', false)).toThrow(Invalid);
+    expect(() => parseMonitorCommand('{"execute":"x","bogus":1}', false)).toThrow(Invalid);
+  });
+});
