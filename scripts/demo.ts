@@ -1,0 +1,113 @@
+// The main job, for a newcomer: a real QEMU guest started the way libvirt starts it, novamon-compute
+// serving it on the local RabbitMQ, real compute RPC calls sent in oslo.messaging's wire format with
+// novamon-manage, and the database rows they left. Run with `npm run demo` (add `-- --keep` to leave
+// the guest and the service running for the README's other examples).
+
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { loadConfig } from '../src/config/loader.js';
+import { startFixtureGuest, waitForFileText, FIXTURE_CONSOLE_LINE } from '../test/fixtures/guest.js';
+
+const root = path.resolve(import.meta.dirname, '..');
+const configFile = path.join(root, 'etc/novamon/novamon.conf');
+const config = loadConfig([configFile], process.env);
+const keep = process.argv.includes('--keep');
+const run = promisify(execFile);
+const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+
+function step(title: string): void {
+  process.stdout.write(`\n${bold(`== ${title}`)}\n`);
+}
+
+async function manage(...args: string[]): Promise<string> {
+  process.stdout.write(`$ novamon-manage ${args.map((a) => (/[\s{}"]/.test(a) ? `'${a}'` : a)).join(' ')}\n`);
+  const { stdout } = await run(process.execPath, [path.join(root, 'bin/novamon-manage.js'), '--config-file', configFile, ...args], {
+    cwd: root,
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  process.stdout.write(stdout);
+  return stdout;
+}
+
+async function startCompute(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [path.join(root, 'bin/novamon-compute.js'), '--config-file', configFile], {
+    cwd: root,
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  let log = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    log += chunk.toString();
+    process.stderr.write(chunk);
+  });
+  const deadline = Date.now() + 60_000;
+  while (!log.includes('novamon-compute ready')) {
+    if (child.exitCode !== null) throw new Error(`novamon-compute exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error('novamon-compute did not become ready within 60 s');
+    await sleep(100);
+  }
+  return child;
+}
+
+async function main(): Promise<void> {
+  const instancesPath = config.DEFAULT.instances_path;
+  const name = 'instance-0000000a';
+  step(`1. A QEMU guest started the way libvirt starts it (${config.DEFAULT.state_path})`);
+  // A fresh demo: the previous run's guest, database and files go.
+  await run('pkill', ['-f', `${instancesPath}/${name}.monitor`]).catch(() => undefined);
+  rmSync(config.DEFAULT.state_path, { recursive: true, force: true });
+  const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true });
+  process.stdout.write(`guest ${guest.name} uuid ${guest.uuid} pid ${guest.pid}\nmonitor ${guest.socketPath}\n`);
+  await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 30_000);
+  process.stdout.write(`its serial port wrote: "${FIXTURE_CONSOLE_LINE}"\n`);
+
+  step('2. The monitor, straight from the socket (like virsh qemu-monitor-command)');
+  await manage('monitor-command', name, '{"execute":"query-status"}');
+  await manage('monitor-command', name, '--hmp', 'info vnc');
+
+  step('3. novamon-compute serving compute.' + config.DEFAULT.host + ' on RabbitMQ');
+  const compute = await startCompute();
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    compute.kill('SIGTERM');
+    await new Promise((r) => compute.once('exit', r));
+  };
+  try {
+    step('4. Compute RPC calls, in oslo.messaging\'s wire format');
+    await manage('rpc', 'call', 'get_console_output', '--instance', guest.uuid ?? name, '--arg', 'tail_length=5');
+    await manage('rpc', 'call', 'get_instance_diagnostics', '--instance', name);
+    await manage('rpc', 'call', 'get_vnc_console', '--instance', name, '--arg', 'console_type=novnc');
+    await manage('rpc', 'call', 'pause_instance', '--instance', name, '--cast');
+    await sleep(500);
+    await manage('monitor-command', '--rpc', name, '{"execute":"query-status"}');
+    await manage('rpc', 'call', 'unpause_instance', '--instance', name, '--cast');
+    await manage('rpc', 'call', 'stop_instance', '--instance', name, '--arg', 'clean_shutdown=false');
+    await manage('rpc', 'call', 'start_instance', '--instance', name);
+    await manage('rpc', 'call', 'get_diagnostics', '--instance', name);
+    await manage('rpc', 'call', 'no_such_method', '--instance', name).catch((err: { stderr?: string }) => process.stdout.write(err.stderr ?? ''));
+    if (keep) {
+      process.stdout.write(`\nnovamon-compute (pid ${compute.pid}) and the guest keep running (--keep). Stop them with: kill ${compute.pid} ${guest.pid}\n`);
+      compute.unref();
+      return;
+    }
+  } finally {
+    if (!keep) await stop();
+  }
+
+  step('5. What the database recorded (embedded PGlite; the service has stopped and released it)');
+  await manage('instance', 'show', name);
+  await manage('instance', 'actions', name);
+  await manage('instance', 'faults', name);
+  await guest.stop();
+  process.stdout.write('\nDone: the guest and the service are stopped.\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
