@@ -230,8 +230,12 @@ export class RpcClient {
   private onReply(m: ConsumeMessage | null): void {
     if (m === null) {
       // Reply queue deleted under us: drop the session; the next call declares it again.
-      if (this.session) this.session.alive = false;
+      const s = this.session;
       this.session = null;
+      if (s?.alive) {
+        s.alive = false;
+        void s.ch.close().catch(() => undefined);
+      }
       return;
     }
     let msg: Record<string, unknown>;

@@ -35,6 +35,24 @@ export function replyTargetOf(msg: Record<string, unknown>): ReplyTarget | null 
   return replyQ && msgId ? { replyQ, msgId } : null;
 }
 
+// `"_reply_q": "reply_…"` inside the JSON-encoded inner message, where the quotes are escaped once.
+const SNIFF_REPLY_Q = /\\?"_reply_q\\?":\s*\\?"([A-Za-z0-9_.:-]{1,255})\\?"/;
+const SNIFF_MSG_ID = /\\?"_msg_id\\?":\s*\\?"([A-Za-z0-9_.:-]{1,255})\\?"/;
+const MAX_SNIFF_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Best-effort reply target of a body we refuse to parse (too large, invalid UTF-8, broken JSON): a linear scan
+ * for the two keys, restricted to the characters oslo's ids use, so the caller gets a prompt ValueError rather
+ * than a timeout. Never builds a JSON tree of the untrusted body.
+ */
+export function sniffReplyTarget(body: Buffer): ReplyTarget | null {
+  if (body.length > MAX_SNIFF_BYTES) return null;
+  const text = body.toString('latin1');
+  const replyQ = SNIFF_REPLY_Q.exec(text)?.[1];
+  const msgId = SNIFF_MSG_ID.exec(text)?.[1];
+  return replyQ && msgId ? { replyQ, msgId } : null;
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -13,8 +13,8 @@ import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
 import { DedupeCache, type DedupeOptions } from './dedupe.js';
 import { type RpcDispatcher, type RpcEndpoint } from './dispatcher.js';
 import { DEFAULT_MAX_BODY_BYTES, decodeEnvelope, encodeEnvelopeText, pyJsonDumps, pyJsonString } from './envelope.js';
-import { serializeFailure, WireException } from './failure.js';
-import { type IncomingRequest, parseRequest, type ReplyTarget, replyTargetOf } from './message.js';
+import { MalformedMessage, serializeFailure, WireException } from './failure.js';
+import { type IncomingRequest, parseRequest, type ReplyTarget, replyTargetOf, sniffReplyTarget } from './message.js';
 import { TaskScheduler } from './scheduler.js';
 import { serverTopology, declareServerTopology, type ServerTopology } from './topology.js';
 
@@ -105,7 +105,10 @@ export class RpcServer {
   private drained: Array<() => void> = [];
   private readonly onConnected = (model: ChannelModel): void => {
     if (!this.started || this.stopping) return;
-    this.ensureSession(model).catch((err: unknown) => this.log.error({ err: String(err) }, 'RPC server could not re-declare its queues'));
+    this.ensureSession(model).catch((err: unknown) => {
+      this.log.error({ err: String(err) }, 'RPC server could not re-declare its queues; retrying');
+      this.scheduleReopen();
+    });
   };
 
   constructor(private readonly opts: RpcServerOptions) {
@@ -265,8 +268,14 @@ export class RpcServer {
     try {
       inner = decodeEnvelope(msg.content, { maxBytes: this.maxBodyBytes });
     } catch (err) {
-      this.log.warn({ err: String(err), bytes: msg.content.length, routingKey: msg.fields.routingKey }, 'dropping undecodable RPC message');
-      this.settle(d, 'ack');
+      const to = sniffReplyTarget(msg.content);
+      this.log.warn({ err: String(err), bytes: msg.content.length, routingKey: msg.fields.routingKey, msgId: to?.msgId }, 'undecodable RPC message');
+      if (to) {
+        d.kind = 'call';
+        this.publishReply(d, to, replyFragment(null, serializeFailure(new MalformedMessage(err instanceof Error ? err.message : 'undecodable body'))));
+      } else {
+        this.settle(d, 'ack');
+      }
       this.metric(d, 'malformed');
       return;
     }

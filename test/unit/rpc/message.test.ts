@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MalformedMessage } from '../../../src/rpc/failure.js';
-import { parseRequest, replyTargetOf } from '../../../src/rpc/message.js';
+import { encodeEnvelope } from '../../../src/rpc/envelope.js';
+import { parseRequest, replyTargetOf, sniffReplyTarget } from '../../../src/rpc/message.js';
 
 const call = { method: 'm', args: { a: 1 }, version: '6.0', _msg_id: 'id1', _reply_q: 'reply_x', _timeout: null, _unique_id: 'u1', _context_user_id: 'u' };
 
@@ -34,5 +35,18 @@ describe('parseRequest', () => {
     expect(replyTargetOf({ ...call, args: 'bad' })).toEqual({ msgId: 'id1', replyQ: 'reply_x' });
     expect(replyTargetOf({ ...call, _reply_q: 'x'.repeat(256) })).toBeNull();
     expect(replyTargetOf({ _reply_q: 'r' })).toBeNull();
+  });
+});
+
+describe('sniffReplyTarget', () => {
+  it('finds the reply target in an enveloped body without parsing it', () => {
+    const body = encodeEnvelope({ method: 'm', args: { pad: 'x'.repeat(1000) }, _msg_id: 'abc123', _reply_q: 'reply_0f' });
+    expect(sniffReplyTarget(body)).toEqual({ msgId: 'abc123', replyQ: 'reply_0f' });
+    expect(sniffReplyTarget(Buffer.concat([body.subarray(0, body.length - 3), Buffer.from([0xff])]))).toEqual({ msgId: 'abc123', replyQ: 'reply_0f' });
+  });
+
+  it('ignores ids with characters oslo never uses', () => {
+    expect(sniffReplyTarget(encodeEnvelope({ _msg_id: 'a b', _reply_q: 'reply_0f' }))).toBeNull();
+    expect(sniffReplyTarget(Buffer.from('garbage'))).toBeNull();
   });
 });
