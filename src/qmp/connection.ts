@@ -1,0 +1,343 @@
+// One QMP session over a QEMU monitor UNIX socket: greeting and capabilities negotiation, commands
+// correlated with replies by id (many in flight, each with its own timeout), and events dispatched
+// separately. When the socket goes away every pending command fails at once and 'close' is emitted once.
+
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { pino, type Logger } from 'pino';
+import { QmpConnectError, QmpDisconnectedError, QmpError, QmpTimeoutError } from './errors.js';
+import { DEFAULT_MAX_LINE_LENGTH, QmpLineSplitter, parseQmpLine, type QmpMessage } from './framing.js';
+
+export interface QmpEvent {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp: { seconds: number; microseconds: number };
+}
+
+export interface QmpGreeting {
+  version: { qemu: { major: number; minor: number; micro: number }; package: string };
+  capabilities: string[];
+}
+
+export interface QmpConnectOptions {
+  /** Bound on connect + greeting + qmp_capabilities together. */
+  connectTimeoutMs: number;
+  /** Timeout of execute()/hmp() calls that give none; default 30 s. */
+  commandTimeoutMs?: number;
+  /** Longest accepted line, in characters; default 64 MiB. A longer line closes the connection. */
+  maxLineLength?: number;
+  /** Aborting gives up the connect attempt (QmpConnectError code ABORT_ERR) and destroys the socket. */
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export interface QmpCommandOptions {
+  /** Milliseconds; 0 or a non-finite value means no timeout. */
+  timeoutMs?: number;
+}
+
+interface PendingCommand {
+  command: string;
+  timeoutMs: number;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
+// setTimeout fires at once for delays above 2^31-1 ms; clamp rather than surprise.
+const MAX_TIMER_MS = 2_147_483_647;
+
+let silent: Logger | undefined;
+function silentLogger(): Logger {
+  silent ??= pino({ level: 'silent' });
+  return silent;
+}
+
+/** Events a QmpConnection emits: every QMP event, and 'close' exactly once with the reason. */
+export type QmpConnectionEvents = { event: [event: QmpEvent]; close: [reason: string] };
+
+export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
+  readonly socketPath: string;
+  readonly greeting: QmpGreeting;
+  readonly #socket: net.Socket;
+  readonly #log: Logger;
+  readonly #defaultTimeoutMs: number;
+  #pending = new Map<number, PendingCommand>();
+  #nextId = 0;
+  #closed = false;
+  #closeReason: string | undefined;
+  #socketClosed = false;
+
+  /**
+   * Opens the socket, waits for the greeting and negotiates capabilities, all within
+   * `opts.connectTimeoutMs`. Rejects with QmpConnectError (code ENOENT, ECONNREFUSED, ETIMEDOUT when no
+   * greeting comes — the usual sign that another client holds the monitor —, EPROTO for a bad greeting or
+   * refused negotiation, ECONNRESET when the peer hangs up, ABORT_ERR when aborted).
+   */
+  static connect(socketPath: string, opts: QmpConnectOptions): Promise<QmpConnection> {
+    const log = opts.logger ?? silentLogger();
+    const maxLine = opts.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
+    const deadline = Date.now() + opts.connectTimeoutMs;
+
+    return new Promise<QmpConnection>((resolve, reject) => {
+      if (opts.signal?.aborted) {
+        reject(new QmpConnectError(socketPath, 'aborted', 'ABORT_ERR'));
+        return;
+      }
+      const socket = net.createConnection({ path: socketPath });
+      socket.setEncoding('utf8');
+      let settled = false;
+      let conn: QmpConnection | undefined;
+
+      const finish = (err: QmpConnectError | undefined): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        socket.off('data', onData);
+        socket.off('error', onError);
+        socket.off('close', onClose);
+        if (err === undefined && conn !== undefined) {
+          resolve(conn);
+          return;
+        }
+        if (conn !== undefined) conn.#teardown('connect failed');
+        else socket.destroy();
+        log.debug({ socketPath, err }, 'QMP connect failed');
+        reject(err);
+      };
+      const fail = (message: string, code?: string, cause?: unknown): void =>
+        finish(new QmpConnectError(socketPath, message, code, cause));
+
+      const onError = (err: NodeJS.ErrnoException): void => fail(err.message, err.code, err);
+      const onClose = (): void => fail('socket closed before the QMP greeting', 'ECONNRESET');
+      const onAbort = (): void => fail('aborted', 'ABORT_ERR');
+      const onData = (chunk: string): void => {
+        try {
+          splitter.push(chunk);
+        } catch (err) {
+          const what = conn === undefined ? 'bad greeting' : 'protocol error during negotiation';
+          fail(`${what}: ${(err as Error).message}`, 'EPROTO', err);
+        }
+      };
+      const splitter = new QmpLineSplitter(maxLine, (line) => {
+        const greeting = toGreeting(parseQmpLine(line));
+        if (greeting === undefined) throw new Error(`first message is not a QMP greeting: ${line.slice(0, 120)}`);
+        // Hand the socket over. The splitter keeps going with the connection's handler, so lines that
+        // followed the greeting in the same chunk are not lost.
+        socket.off('data', onData);
+        socket.off('error', onError);
+        socket.off('close', onClose);
+        conn = new QmpConnection(socketPath, socket, splitter, greeting, opts, log);
+        negotiate(conn);
+      });
+
+      const negotiate = (c: QmpConnection): void => {
+        c.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) }).then(
+          () => finish(undefined),
+          (err: unknown) => {
+            if (err instanceof QmpError) fail(`capabilities negotiation refused: ${err.errorClass}: ${err.desc}`, 'EPROTO', err);
+            else if (err instanceof QmpTimeoutError) fail(`no reply to qmp_capabilities within ${opts.connectTimeoutMs} ms`, 'ETIMEDOUT', err);
+            else if (err instanceof QmpDisconnectedError) fail(`disconnected during capabilities negotiation: ${err.reason}`, 'ECONNRESET', err);
+            else fail(String(err), undefined, err);
+          },
+        );
+      };
+
+      const timer = setTimeout(
+        () =>
+          conn === undefined
+            ? fail(`no QMP greeting within ${opts.connectTimeoutMs} ms (is another client connected to this monitor?)`, 'ETIMEDOUT')
+            : fail(`no reply to qmp_capabilities within ${opts.connectTimeoutMs} ms`, 'ETIMEDOUT'),
+        Math.min(Math.max(0, opts.connectTimeoutMs), MAX_TIMER_MS),
+      );
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      socket.on('data', onData);
+      socket.on('error', onError);
+      socket.on('close', onClose);
+    });
+  }
+
+  private constructor(
+    socketPath: string,
+    socket: net.Socket,
+    splitter: QmpLineSplitter,
+    greeting: QmpGreeting,
+    opts: QmpConnectOptions,
+    log: Logger,
+  ) {
+    super();
+    this.socketPath = socketPath;
+    this.greeting = greeting;
+    this.#socket = socket;
+    this.#log = log;
+    this.#defaultTimeoutMs = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    splitter.onLine = this.#onLine;
+    socket.on('data', (chunk: string) => {
+      try {
+        splitter.push(chunk);
+      } catch (err) {
+        this.#log.warn({ socketPath, err }, 'QMP protocol error, closing the connection');
+        this.#teardown(`protocol error: ${(err as Error).message}`);
+      }
+    });
+    socket.on('end', () => this.#teardown('monitor closed the connection'));
+    // Kept for the socket's whole life: an 'error' without a listener would crash the process.
+    socket.on('error', (err: NodeJS.ErrnoException) => this.#teardown(`socket error: ${err.code ?? err.message}`));
+    socket.on('close', () => {
+      this.#socketClosed = true;
+      this.#teardown('socket closed');
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the connection closed, once it has. */
+  get closeReason(): string | undefined {
+    return this.#closeReason;
+  }
+
+  /** Commands written and not yet answered (or timed out). */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Runs a QMP command. Resolves with its `return` value; rejects with QmpError (QEMU refused),
+   * QmpTimeoutError (no reply in time; the connection stays usable) or QmpDisconnectedError.
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, opts?: QmpCommandOptions): Promise<T> {
+    if (this.#closed) return Promise.reject(new QmpDisconnectedError(this.#closeReason ?? 'closed', command));
+    const id = ++this.#nextId;
+    let line: string;
+    try {
+      line = JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id }) + '\n';
+    } catch (err) {
+      // BigInt or a cycle in args: the caller's bug, reported without touching the connection.
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const timeoutMs = opts?.timeoutMs ?? this.#defaultTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const pending: PendingCommand = { command, timeoutMs, resolve: resolve as (v: unknown) => void, reject, timer: undefined };
+      if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
+        pending.timer = setTimeout(this.#onTimeout, Math.min(timeoutMs, MAX_TIMER_MS), id);
+      }
+      this.#pending.set(id, pending);
+      this.#socket.write(line);
+    });
+  }
+
+  /** Runs an HMP command line through `human-monitor-command`; resolves with its CRLF text output. */
+  hmp(commandLine: string, opts?: QmpCommandOptions): Promise<string> {
+    return this.execute<string>('human-monitor-command', { 'command-line': commandLine }, opts);
+  }
+
+  /** Rejects pending commands with QmpDisconnectedError, destroys the socket, and waits for it to close. */
+  async close(): Promise<void> {
+    this.#teardown('connection closed by client');
+    if (!this.#socketClosed) {
+      await new Promise<void>((resolve) => this.#socket.once('close', () => resolve()));
+    }
+  }
+
+  #onTimeout = (id: number): void => {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#pending.delete(id);
+    this.#log.warn({ socketPath: this.socketPath, command: pending.command, id, timeoutMs: pending.timeoutMs }, 'QMP command timed out');
+    pending.reject(new QmpTimeoutError(pending.command, pending.timeoutMs));
+  };
+
+  #onLine = (line: string): void => {
+    if (this.#closed) return;
+    const msg = parseQmpLine(line);
+    if (typeof msg['event'] === 'string') {
+      this.#dispatchEvent(msg);
+      return;
+    }
+    if ('return' in msg || 'error' in msg) {
+      this.#dispatchReply(msg);
+      return;
+    }
+    this.#log.warn({ socketPath: this.socketPath, line: line.slice(0, 200) }, 'QMP message that is neither reply nor event, ignored');
+  };
+
+  #dispatchReply(msg: QmpMessage): void {
+    const id = msg['id'];
+    const pending = typeof id === 'number' ? this.#pending.get(id) : undefined;
+    if (pending === undefined) {
+      // Ours but already given up on (timed out), or an id we never sent: neither breaks the session.
+      const late = typeof id === 'number' && id > 0 && id <= this.#nextId;
+      this.#log[late ? 'debug' : 'warn']({ socketPath: this.socketPath, id }, late ? 'late QMP reply discarded' : 'QMP reply with unknown id ignored');
+      return;
+    }
+    this.#pending.delete(id as number);
+    if (pending.timer !== undefined) clearTimeout(pending.timer);
+    if ('error' in msg) {
+      const e = msg['error'] as { class?: unknown; desc?: unknown } | null;
+      const cls = typeof e?.class === 'string' ? e.class : 'GenericError';
+      const desc = typeof e?.desc === 'string' ? e.desc : JSON.stringify(e);
+      pending.reject(new QmpError(pending.command, cls, desc));
+    } else {
+      pending.resolve(msg['return']);
+    }
+  }
+
+  #dispatchEvent(msg: QmpMessage): void {
+    const ts = msg['timestamp'] as QmpEvent['timestamp'] | undefined;
+    const event: QmpEvent = {
+      event: msg['event'] as string,
+      timestamp: ts !== undefined && typeof ts === 'object' && ts !== null ? ts : nowTimestamp(),
+    };
+    const data = msg['data'];
+    if (data !== undefined && data !== null && typeof data === 'object') event.data = data as Record<string, unknown>;
+    try {
+      this.emit('event', event);
+    } catch (err) {
+      // A listener's bug must not look like a protocol error and kill the session.
+      this.#log.error({ socketPath: this.socketPath, err, event: event.event }, 'QMP event listener threw');
+    }
+  }
+
+  #teardown(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeReason = reason;
+    this.#socket.destroy();
+    const pending = this.#pending;
+    this.#pending = new Map();
+    for (const p of pending.values()) {
+      if (p.timer !== undefined) clearTimeout(p.timer);
+      p.reject(new QmpDisconnectedError(reason, p.command));
+    }
+    this.#log.debug({ socketPath: this.socketPath, reason, rejected: pending.size }, 'QMP connection closed');
+    try {
+      this.emit('close', reason);
+    } catch (err) {
+      this.#log.error({ socketPath: this.socketPath, err }, 'QMP close listener threw');
+    }
+  }
+}
+
+/** The current time in QMP's event timestamp form. */
+export function nowTimestamp(): QmpEvent['timestamp'] {
+  const ms = Date.now();
+  return { seconds: Math.floor(ms / 1000), microseconds: (ms % 1000) * 1000 };
+}
+
+function toGreeting(msg: QmpMessage): QmpGreeting | undefined {
+  const qmp = msg['QMP'] as { version?: { qemu?: Record<string, unknown>; package?: unknown }; capabilities?: unknown } | undefined;
+  if (qmp === undefined || qmp === null || typeof qmp !== 'object') return undefined;
+  const qemu = qmp.version?.qemu;
+  const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  return {
+    version: {
+      qemu: { major: num(qemu?.['major']), minor: num(qemu?.['minor']), micro: num(qemu?.['micro']) },
+      package: typeof qmp.version?.package === 'string' ? qmp.version.package : '',
+    },
+    capabilities: Array.isArray(qmp.capabilities) ? qmp.capabilities.filter((c): c is string => typeof c === 'string') : [],
+  };
+}

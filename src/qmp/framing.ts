@@ -1,0 +1,89 @@
+// QMP framing: the monitor speaks newline-delimited JSON. This splits a stream of text chunks into lines
+// (a chunk may end mid-line or hold several lines) and parses each line into a JSON object, refusing
+// lines over a size cap so a misbehaving peer cannot make us buffer without bound.
+
+/** The peer broke the protocol (oversized line, non-JSON, a JSON value that is not an object). */
+export class QmpProtocolError extends Error {
+  override readonly name = 'QmpProtocolError';
+}
+
+export type QmpMessage = Record<string, unknown>;
+
+/** QEMU's replies are small; 64 MiB leaves room for huge query-blockstats/ringbuf-read answers. */
+export const DEFAULT_MAX_LINE_LENGTH = 64 * 1024 * 1024;
+
+/**
+ * Splits decoded text (the socket has setEncoding('utf8'), so multi-byte characters are never cut) into
+ * lines and hands each non-blank one to `onLine`. `onLine` is a mutable field so the owner can switch
+ * handlers between two lines of the same chunk (greeting handling -> connection). An exception thrown by
+ * `onLine` stops the chunk and propagates to the caller of push().
+ */
+export class QmpLineSplitter {
+  #partial = '';
+
+  constructor(
+    readonly maxLineLength: number,
+    public onLine: (line: string) => void,
+  ) {}
+
+  push(chunk: string): void {
+    let start = 0;
+    let nl = chunk.indexOf('\n');
+    while (nl !== -1) {
+      let line = chunk.slice(start, nl);
+      if (this.#partial.length > 0) {
+        line = this.#partial + line;
+        this.#partial = '';
+      }
+      start = nl + 1;
+      if (line.length > this.maxLineLength) throw this.#tooLong(line.length);
+      if (!isBlank(line)) this.onLine(line);
+      nl = chunk.indexOf('\n', start);
+    }
+    if (start < chunk.length) {
+      this.#partial += start === 0 ? chunk : chunk.slice(start);
+      // Fail as soon as the unfinished line is too long rather than waiting for its newline.
+      if (this.#partial.length > this.maxLineLength) {
+        const n = this.#partial.length;
+        this.#partial = '';
+        throw this.#tooLong(n);
+      }
+    }
+  }
+
+  /** Characters buffered for an unfinished line. */
+  get buffered(): number {
+    return this.#partial.length;
+  }
+
+  #tooLong(n: number): QmpProtocolError {
+    return new QmpProtocolError(`line of ${n}+ characters exceeds the ${this.maxLineLength} limit`);
+  }
+}
+
+function isBlank(line: string): boolean {
+  // QEMU never sends blank lines, but a CR or stray whitespace is harmless; JSON.parse would reject "".
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d) return false;
+  }
+  return true;
+}
+
+/** Parses one line; anything but a JSON object is a protocol error. */
+export function parseQmpLine(line: string): QmpMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new QmpProtocolError(`not JSON: ${preview(line)}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new QmpProtocolError(`not a JSON object: ${preview(line)}`);
+  }
+  return value as QmpMessage;
+}
+
+function preview(line: string): string {
+  return JSON.stringify(line.length > 120 ? `${line.slice(0, 120)}…` : line);
+}
