@@ -147,7 +147,8 @@ export function xmlElement(node: XmlNode): string {
     .filter((e): e is [string, string | number] => e[1] !== undefined)
     .map(([k, v]) => {
       if (!/^[A-Za-z_][-A-Za-z0-9_.]*$/.test(k)) throw new Error(`invalid attribute name ${k}`);
-      return ` ${k}="${escapeXml(String(v))}"`;
+      // Whitespace characters are escaped too, or the reader's attribute normalisation would turn them into spaces.
+      return ` ${k}="${escapeXml(String(v)).replace(/[\t\n\r]/g, (c) => `&#${c.charCodeAt(0)};`)}"`;
     })
     .join('');
   const kids = node.children ?? [];

@@ -2,7 +2,7 @@
 // src/remote/qemu_protocol.x) that novamon speaks: message framing, program and procedure numbers, and
 // the XDR layouts of the few structs we send and receive. Numbers were checked against libvirtd 9.0.
 
-import { XdrReader, XdrWriter } from './xdr.js';
+import { type XdrReader, XdrWriter } from './xdr.js';
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const QEMU_PROGRAM = 0x20008087;

@@ -1,0 +1,257 @@
+// LibvirtDriver: the ComputeDriver for compute_driver = libvirt. libvirtd starts QEMU and holds its
+// monitor, so guests are reached through libvirt's RPC socket (host.ts, guest.ts): domain state, bulk
+// stats, domain XML and lifecycle events from libvirt, QMP/HMP through its qemu-monitor-command passthrough.
+
+import { open } from 'node:fs/promises';
+import { inject, injectable } from 'inversify';
+import type { Config } from '../../config/options.js';
+import { ConsoleNotAvailable, ConsoleTypeUnavailable, InstanceInvalidState, InstanceNotRunning } from '../../exception.js';
+import { RootLogger, type Logger } from '../../logging.js';
+import {
+  MAX_CONSOLE_BYTES, type ComputeDriver, type ConsoleEndpoint, type Diagnostics, type DiscoveredInstance, type InstanceInfo,
+  type InstanceRef, type LegacyDiagnostics, type LifecycleListener, type MonitorCommand, type PowerOffOptions, type RebootType,
+} from '../driver.js';
+import { InstanceNameTemplate } from '../instance-name.js';
+import { powerStateName } from '../power-state.js';
+import { diagnosticsFromStats, legacyDiagnosticsFromStats, blockErrorsByAlias } from './diagnostics.js';
+import { LibvirtGuest, powerStateFromLibvirt } from './guest.js';
+import { LibvirtHost } from './host.js';
+import { lifecycleEventFromLibvirt } from './events.js';
+import { DomainState, StatsType, uuidToString } from './protocol.js';
+
+/** The loaded Config; the same registry key as the composition root's ConfigId (virt/ must not import main/). */
+export const LibvirtDriverConfig = Symbol.for('novamon.Config');
+
+const ALL_STATS = StatsType.STATE | StatsType.CPU_TOTAL | StatsType.BALLOON | StatsType.VCPU | StatsType.INTERFACE | StatsType.BLOCK;
+
+@injectable()
+export class LibvirtDriver implements ComputeDriver {
+  readonly type = 'libvirt';
+  private readonly host: LibvirtHost;
+  private readonly names: InstanceNameTemplate;
+  private readonly listeners = new Set<LifecycleListener>();
+  private readonly log: Logger;
+
+  constructor(
+    @inject(LibvirtDriverConfig) private readonly config: Config,
+    @inject(RootLogger) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'libvirt-driver' });
+    this.names = new InstanceNameTemplate(config.DEFAULT.instance_name_template);
+    this.host = new LibvirtHost({
+      uri: config.libvirt.connection_uri,
+      connectTimeoutMs: config.monitor.connect_timeout * 1000,
+      callTimeoutMs: config.monitor.command_timeout * 1000,
+      logger: this.log,
+    });
+    this.host.hostName = config.DEFAULT.host;
+    this.host.onLifecycle((m) => {
+      const event = lifecycleEventFromLibvirt(m.domain.name, uuidToString(m.domain.uuid), m.event, m.detail, Date.now());
+      if (!event) return;
+      for (const l of this.listeners) {
+        try {
+          l(event);
+        } catch (err) {
+          this.log.error({ err, instance: event.uuid, name: event.name }, 'lifecycle listener failed');
+        }
+      }
+    });
+  }
+
+  async initHost(host: string): Promise<void> {
+    this.host.hostName = host;
+    await this.host.startEvents();
+  }
+
+  async listInstances(): Promise<DiscoveredInstance[]> {
+    const records = await this.host.call('', (c) => c.getAllDomainStats([], StatsType.STATE));
+    return records
+      .filter((r) => this.names.matches(r.domain.name))
+      .map((r) => ({
+        name: r.domain.name,
+        uuid: uuidToString(r.domain.uuid),
+        powerState: powerStateFromLibvirt(Number(r.params.get('state.state') ?? DomainState.NOSTATE)),
+      }));
+  }
+
+  async getInfo(instance: InstanceRef): Promise<InstanceInfo> {
+    const guest = await this.guest(instance);
+    const state = await guest.powerState();
+    return { state, internalId: guest.handle.id >= 0 ? String(guest.handle.id) : undefined };
+  }
+
+  async getConsoleOutput(instance: InstanceRef): Promise<Buffer> {
+    const guest = await this.guest(instance);
+    const logs = (await guest.config()).consoleLogs;
+    const file = logs[0];
+    if (!file) throw new ConsoleNotAvailable();
+    return readTail(file, MAX_CONSOLE_BYTES);
+  }
+
+  async getInstanceDiagnostics(instance: InstanceRef): Promise<Diagnostics> {
+    const { guest, stats, config, blockErrors } = await this.diagnosable(instance, 'get_instance_diagnostics');
+    return diagnosticsFromStats(stats, config, blockErrors, await guest.uptimeSeconds());
+  }
+
+  async getDiagnostics(instance: InstanceRef): Promise<LegacyDiagnostics> {
+    const { stats, config, blockErrors } = await this.diagnosable(instance, 'get_diagnostics');
+    return legacyDiagnosticsFromStats(stats, config, blockErrors);
+  }
+
+  async getVncConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {
+    const guest = await this.guest(instance);
+    if (!(await guest.isActive())) throw new ConsoleTypeUnavailable('vnc');
+    const vnc = (await guest.config()).vnc;
+    if (!vnc || vnc.port === null || vnc.port <= 0) throw new ConsoleTypeUnavailable('vnc');
+    // As Nova: the console proxy reaches the guest's VNC server at server_proxyclient_address.
+    return { host: this.config.vnc.server_proxyclient_address, port: vnc.port, internalAccessPath: null };
+  }
+
+  async getSerialConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {
+    const guest = await this.guest(instance);
+    if (!(await guest.isActive())) throw new ConsoleTypeUnavailable('serial');
+    const serial = (await guest.config()).tcpSerials[0];
+    if (!serial) throw new ConsoleTypeUnavailable('serial');
+    return { host: serial.host, port: serial.port, internalAccessPath: null };
+  }
+
+  async powerOff(instance: InstanceRef, options: PowerOffOptions): Promise<void> {
+    const guest = await this.guest(instance);
+    if (!(await guest.isActive())) return;
+    if (options.timeout > 0 && (await this.cleanShutdown(guest, options.timeout, options.retryInterval))) return;
+    await this.destroyIfActive(guest);
+  }
+
+  async powerOn(instance: InstanceRef): Promise<void> {
+    const guest = await this.guest(instance);
+    const state = await guest.state();
+    if (state === DomainState.PAUSED) await guest.resume();
+    else if (state === DomainState.SHUTOFF || state === DomainState.CRASHED || state === DomainState.NOSTATE) await guest.start();
+  }
+
+  async pause(instance: InstanceRef): Promise<void> {
+    const guest = await this.guest(instance);
+    const state = await guest.state();
+    if (state === DomainState.PAUSED) return;
+    if (state !== DomainState.RUNNING && state !== DomainState.BLOCKED) throw new InstanceNotRunning(guest.instanceId);
+    await guest.suspend();
+  }
+
+  async unpause(instance: InstanceRef): Promise<void> {
+    const guest = await this.guest(instance);
+    const state = await guest.state();
+    if (state === DomainState.RUNNING || state === DomainState.BLOCKED) return;
+    if (state !== DomainState.PAUSED) throw new InstanceNotRunning(guest.instanceId);
+    await guest.resume();
+  }
+
+  async reboot(instance: InstanceRef, type: RebootType): Promise<void> {
+    const guest = await this.guest(instance);
+    if (!(await guest.isActive())) {
+      // Nova's hard reboot recreates the domain, so rebooting a powered-off guest starts it.
+      await guest.start();
+      return;
+    }
+    if (type === 'SOFT' && (await guest.state()) === DomainState.RUNNING) {
+      // As Nova's _soft_reboot: ask the guest to power off, start it again once it has; if it
+      // ignores the request within the shutdown timeout, fall back to a hard reboot.
+      if (await this.cleanShutdown(guest, this.config.DEFAULT.shutdown_timeout, 10)) {
+        await guest.start();
+        return;
+      }
+      if (!(await guest.isActive())) {
+        await guest.start();
+        return;
+      }
+    }
+    await guest.reset();
+    if ((await guest.state()) === DomainState.PAUSED) await guest.resume();
+  }
+
+  async monitorCommand(instance: InstanceRef, command: MonitorCommand): Promise<unknown> {
+    const guest = await this.guest(instance);
+    if (command.kind === 'hmp') return guest.hmp(command.commandLine);
+    return guest.qmp(command.execute, command.arguments);
+  }
+
+  onLifecycleEvent(listener: LifecycleListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    await this.host.close();
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------------
+
+  private async guest(instance: InstanceRef): Promise<LibvirtGuest> {
+    const name = this.names.validate(instance.name);
+    const handle = await this.host.lookup(name, instance.uuid);
+    return new LibvirtGuest(this.host, handle, instance.uuid ?? name);
+  }
+
+  private async diagnosable(instance: InstanceRef, method: string) {
+    const guest = await this.guest(instance);
+    const stats = await guest.stats(ALL_STATS);
+    const state = Number(stats.get('state.state') ?? DomainState.NOSTATE);
+    if (state === DomainState.SHUTOFF || state === DomainState.CRASHED || state === DomainState.NOSTATE) {
+      throw new InstanceInvalidState(guest.instanceId, 'power_state', powerStateName(powerStateFromLibvirt(state)), method);
+    }
+    const config = await guest.config();
+    const blockErrors = await blockErrorsByAlias(guest).catch((err: unknown) => {
+      this.log.warn({ err, instance: guest.instanceId }, 'query-blockstats through libvirt failed; disk error counts unknown');
+      return new Map<string, number>();
+    });
+    return { guest, stats, config, blockErrors };
+  }
+
+  /** ACPI power-off, re-sent every retryInterval, until the domain is shut off or timeout seconds pass. */
+  private async cleanShutdown(guest: LibvirtGuest, timeoutSeconds: number, retryIntervalSeconds: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let nextRequest = 0;
+    while (Date.now() < deadline) {
+      if (!(await guest.isActive())) return true;
+      if (Date.now() >= nextRequest) {
+        await guest.shutdownAcpi().catch((err: unknown) => {
+          // The domain may have stopped between the state read and the request.
+          if (!(err instanceof InstanceNotRunning)) throw err;
+        });
+        nextRequest = Date.now() + Math.max(1, retryIntervalSeconds) * 1000;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(250, Math.max(0, deadline - Date.now()))));
+    }
+    return !(await guest.isActive());
+  }
+
+  private async destroyIfActive(guest: LibvirtGuest): Promise<void> {
+    try {
+      await guest.destroy();
+    } catch (err) {
+      // Already gone (it shut itself down meanwhile): that is what we wanted.
+      if (err instanceof InstanceNotRunning && !(await guest.isActive())) return;
+      throw err;
+    }
+  }
+}
+
+/** The last `max` bytes of a file; an absent log (the guest never wrote) is an empty console. */
+async function readTail(file: string, max: number): Promise<Buffer> {
+  let fh;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Buffer.alloc(0);
+    throw new ConsoleNotAvailable();
+  }
+  try {
+    const { size } = await fh.stat();
+    const length = Math.min(size, max);
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(buf, 0, length, size - length);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
