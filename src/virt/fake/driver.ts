@@ -3,6 +3,7 @@
 // transitions, errors and lifecycle events follow the same rules as the qemu driver's.
 
 import { inject, injectable, optional } from 'inversify';
+import type { Logger } from 'pino';
 import {
   ConsoleNotAvailable,
   ConsoleTypeUnavailable,
@@ -41,6 +42,7 @@ export interface FakeDriverOptions {
   clock?: () => number;
   /** Seconds reported in MonitorTimeout for a frozen guest. */
   commandTimeoutSeconds?: number;
+  logger?: Logger;
 }
 
 /** A guest to add to the fake hypervisor. */
@@ -101,6 +103,7 @@ export class FakeDriver implements ComputeDriver {
   private readonly nameTemplate: InstanceNameTemplate;
   private readonly clock: () => number;
   private readonly commandTimeoutSeconds: number;
+  private readonly logger: Logger | null;
   private nextVncPort = 5900;
   private host: string | null = null;
 
@@ -108,6 +111,7 @@ export class FakeDriver implements ComputeDriver {
     this.nameTemplate = options?.nameTemplate ?? new InstanceNameTemplate('instance-%08x');
     this.clock = options?.clock ?? Date.now;
     this.commandTimeoutSeconds = options?.commandTimeoutSeconds ?? 10;
+    this.logger = options?.logger?.child({ component: 'fake-driver' }) ?? null;
   }
 
   // ---- test controls -------------------------------------------------------------------------
@@ -478,8 +482,9 @@ export class FakeDriver implements ComputeDriver {
     for (const listener of this.listeners) {
       try {
         listener(event);
-      } catch {
+      } catch (err) {
         // A listener's failure is its own business; the transition already happened.
+        this.logger?.error({ err, instance: g.name, instance_uuid: g.uuid }, 'lifecycle listener failed');
       }
     }
   }

@@ -55,3 +55,25 @@ export function eventTimestampMs(event: MonitorEvent, fallback: number): number 
   if (!ts || typeof ts.seconds !== 'number' || ts.seconds < 0) return fallback;
   return ts.seconds * 1000 + Math.floor((ts.microseconds ?? 0) / 1000);
 }
+
+/**
+ * The transition between two observed power states, for changes we notice by looking rather than by
+ * an event (a guest reconnected after it was started elsewhere, a relaunch, a quit whose event was lost).
+ */
+export function transitionBetween(previous: PowerState | undefined, next: PowerState): LifecycleTransition | null {
+  if (previous === next) return null;
+  switch (next) {
+    case PowerState.RUNNING:
+      return previous === PowerState.PAUSED || previous === PowerState.SUSPENDED ? 'resumed' : 'started';
+    case PowerState.PAUSED:
+      return 'paused';
+    case PowerState.SHUTDOWN:
+      return 'stopped';
+    case PowerState.CRASHED:
+      return 'crashed';
+    case PowerState.SUSPENDED:
+      return 'suspended';
+    default:
+      return null;
+  }
+}

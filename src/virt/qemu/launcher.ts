@@ -3,6 +3,7 @@
 // This is what lets "stop then start" work for guests novamon did not launch.
 
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { InternalError } from '../../exception.js';
 import { pathInside } from '../instance-name.js';
@@ -21,9 +22,10 @@ export interface GuestRecord {
 }
 
 export async function loadRecord(stateDir: string, name: string): Promise<GuestRecord | null> {
+  const file = pathInside(stateDir, name, '.json');
   let text: string;
   try {
-    text = await readFile(pathInside(stateDir, name, '.json'), 'utf8');
+    text = await readFile(file, 'utf8');
   } catch {
     return null;
   }
@@ -47,7 +49,7 @@ export async function loadRecord(stateDir: string, name: string): Promise<GuestR
 export async function saveRecord(stateDir: string, record: GuestRecord): Promise<void> {
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const file = pathInside(stateDir, record.name, '.json');
-  const tmp = `${file}.${process.pid}.tmp`;
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
   await rename(tmp, file);
 }
