@@ -59,6 +59,8 @@ export const options = {
   },
   libvirt: {
     connection_uri: opt(str, 'qemu:///system', 'libvirt URI used by compute_driver = libvirt.'),
+    wait_soft_reboot_seconds: opt(int(0, 3600), 120,
+      'Seconds a soft reboot waits for the guest to shut down before rebooting it hard (Nova\'s option; qemu driver too).'),
   },
   monitor: {
     command_timeout: opt(num(0.1, 3600), 10, 'Seconds a monitor command may take before it fails with a timeout.'),

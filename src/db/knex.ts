@@ -71,6 +71,7 @@ async function openPostgres(opts: DatabaseOptions, schema: string, logger: Logge
     },
     searchPath: [schema],
     pool: { min: 0, max: opts.poolSize },
+    log: knexLog(logger),
     acquireConnectionTimeout: connectTimeoutMs,
   });
   const db = new KnexDatabase(knex, 'postgresql', schema, logger, async () => knex.destroy());
@@ -118,6 +119,7 @@ async function openPglite(opts: DatabaseOptions, schema: string, logger: Logger)
     // knex-pglite takes an existing PGlite from a connection function: that is how our options reach it.
     connection: () => ({ pglite: instance }) as object,
     searchPath: [schema],
+    log: knexLog(logger),
   });
   const db = new KnexDatabase(knex, 'pglite', schema, logger, async () => {
     try {
@@ -137,6 +139,17 @@ async function openPglite(opts: DatabaseOptions, schema: string, logger: Logger)
   }
   logger.info({ kind: 'pglite', dataDir, schema }, 'database opened');
   return db;
+}
+
+/** knex prints its warnings with console.* unless given a logger: send them to ours. */
+function knexLog(logger: Logger): Knex.Config['log'] {
+  const text = (message: unknown) => (message instanceof Error ? message.message : String(message));
+  return {
+    warn: (message: unknown) => logger.warn(text(message)),
+    error: (message: unknown) => logger.error(text(message)),
+    deprecate: (method: string, alternative: string) => logger.warn(`knex: ${method} is deprecated, use ${alternative}`),
+    debug: (message: unknown) => logger.debug({ message }, 'knex'),
+  };
 }
 
 function acquireLock(lockPath: string, dataDir: string, logger: Logger): void {

@@ -3,9 +3,11 @@
 // Not used by the services; it lives here so every test suite can share it.
 
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import { silentLogger, type Logger } from '../logging.js';
 import { createDatabase, type Database, type DatabaseKind } from './knex.js';
 import { syncSchema } from './migrate.js';
@@ -30,6 +32,7 @@ export async function createTestDatabase(
   const logger = opts.logger ?? silentLogger();
   if (kind === 'pglite') {
     const statePath = mkdtempSync(path.join(tmpdir(), 'novamon-test-db-'));
+    await seedPgliteDataDir(path.join(statePath, 'db'));
     const db = await createDatabase({ connection: '', statePath, poolSize: 1, logger });
     if (opts.migrate !== false) await syncSchema(db);
     return {
@@ -54,4 +57,52 @@ export async function createTestDatabase(
       }
     },
   };
+}
+
+/**
+ * Fills `dataDir` with a copy of an empty, cleanly closed PGlite cluster. PGlite's initdb takes 10-30 s
+ * on a busy two-core machine; a copy takes under a second. The template is built once per PGlite version
+ * in the temp directory (by whichever test process gets there first) and reused by later ones.
+ */
+export async function seedPgliteDataDir(dataDir: string): Promise<void> {
+  cpSync(await pgliteTemplateDir(), dataDir, { recursive: true });
+}
+
+/** Builds (or finds) the template; call it from a beforeAll with a generous timeout to pay initdb there. */
+export function pgliteTemplateDir(): Promise<string> {
+  templateDir ??= buildPgliteTemplate();
+  return templateDir;
+}
+
+let templateDir: Promise<string> | undefined;
+
+async function buildPgliteTemplate(): Promise<string> {
+  const dir = path.join(tmpdir(), `novamon-pglite-template-${pgliteVersion()}`);
+  if (existsSync(path.join(dir, 'PG_VERSION'))) return dir;
+  const staging = mkdtempSync(path.join(tmpdir(), 'novamon-pglite-staging-'));
+  try {
+    const pg = new PGlite({ dataDir: staging });
+    await pg.waitReady;
+    await pg.close();
+    // Publish atomically; if another process published first, its copy is as good as ours.
+    renameSync(staging, dir);
+  } catch (err) {
+    rmSync(staging, { recursive: true, force: true });
+    if (!existsSync(path.join(dir, 'PG_VERSION'))) throw err;
+  }
+  return dir;
+}
+
+function pgliteVersion(): string {
+  // The package does not export its package.json: find it beside the resolved entry point.
+  let dir = path.dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite'));
+  for (let i = 0; i < 4; i++, dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === '@electric-sql/pglite' && pkg.version) return pkg.version;
+    } catch {
+      // not this directory
+    }
+  }
+  return 'unknown';
 }

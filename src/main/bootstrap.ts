@@ -3,7 +3,7 @@
 
 import 'reflect-metadata';
 import path from 'node:path';
-import { Container } from 'inversify';
+import type { Container } from 'inversify';
 import { loadConfig } from '../config/loader.js';
 import type { Config } from '../config/options.js';
 import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape } from '../compute/tokens.js';

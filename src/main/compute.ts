@@ -7,7 +7,9 @@ import { Command } from 'commander';
 import { ConfigError } from '../config/loader.js';
 import { ComputeManager } from '../compute/manager.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
-import { ComputeDriver } from '../virt/driver.js';
+import { ComputeStores } from '../compute/tokens.js';
+import type { ComputeStoresWithClose } from '../db/compute-stores.js';
+import { ComputeDriver, type ComputeDriver as ComputeDriverType } from '../virt/driver.js';
 import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
 import { RpcDispatcher } from '../rpc/dispatcher.js';
 import { RpcServer } from '../rpc/server.js';
@@ -31,7 +33,7 @@ async function main(argv: string[]): Promise<void> {
   await bindCompute(container, config, logger, db);
   const manager = container.get(ComputeManager);
   const sync = container.get(PowerStateSync);
-  const driver = container.get<import('../virt/driver.js').ComputeDriver>(ComputeDriver);
+  const driver = container.get<ComputeDriverType>(ComputeDriver);
 
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
@@ -90,6 +92,7 @@ async function main(argv: string[]): Promise<void> {
     try {
       await server.stop();
       await sync.close();
+      await container.get<ComputeStoresWithClose>(ComputeStores).close();
       await driver.close();
       await connection.close();
       await ops?.close();

@@ -16,7 +16,17 @@ export async function createDriver(config: Config, logger: Logger): Promise<Comp
       const { QmpMonitorRegistry } = await import('../qmp/monitor-registry.js');
       const { QemuDriver } = await import('../virt/qemu/driver.js');
       const monitors = new QmpMonitorRegistry({ connectTimeoutMs, commandTimeoutMs, logger: logger.child({ component: 'qmp' }) });
-      return new QemuDriver({
+      // The registry belongs to this composition: the driver's close() ends every monitor connection.
+      class QemuDriverOwningMonitors extends QemuDriver {
+        override async close(): Promise<void> {
+          await super.close();
+          await monitors.closeAll();
+        }
+        monitorStats() {
+          return monitors.stats();
+        }
+      }
+      return new QemuDriverOwningMonitors({
         instancesPath: config.DEFAULT.instances_path,
         nameTemplate,
         monitors,
@@ -24,16 +34,13 @@ export async function createDriver(config: Config, logger: Logger): Promise<Comp
         host: config.DEFAULT.host,
         logger: logger.child({ component: 'qemu-driver' }),
         stateDir: path.join(config.DEFAULT.state_path, 'qemu'),
+        softRebootWaitSeconds: config.libvirt.wait_soft_reboot_seconds,
+        proxyClientAddress: config.vnc.server_proxyclient_address,
       });
     }
     case 'libvirt': {
       const { LibvirtDriver } = await import('../virt/libvirt/driver.js');
-      return new LibvirtDriver({
-        uri: config.libvirt.connection_uri,
-        nameTemplate,
-        commandTimeoutMs,
-        logger: logger.child({ component: 'libvirt-driver' }),
-      });
+      return new LibvirtDriver(config, logger);
     }
     case 'fake': {
       const { FakeDriver } = await import('../virt/fake/driver.js');

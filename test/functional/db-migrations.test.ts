@@ -1,10 +1,10 @@
 // Migrations go up to the newest version and all the way down again, on PostgreSQL and on PGlite,
 // and `db version` reports what is applied.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { migrations } from '../../migrations/index.js';
 import { schemaVersion, syncSchema } from '../../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../../src/db/test-database.js';
+import { createTestDatabase, pgliteTemplateDir, type TestDatabase } from '../../src/db/test-database.js';
 
 const TABLES = [
   'instances',
@@ -23,6 +23,10 @@ async function tablesIn(t: TestDatabase): Promise<string[]> {
 
 describe.each(['postgresql', 'pglite'] as const)('migrations on %s', (kind) => {
   let t: TestDatabase | undefined;
+  // PGlite's initdb is slow on a busy machine: pay it once here rather than inside the first test.
+  beforeAll(async () => {
+    if (kind === 'pglite') await pgliteTemplateDir();
+  }, 300_000);
   afterEach(async () => {
     await t?.cleanup();
     t = undefined;

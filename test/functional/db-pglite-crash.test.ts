@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DatabaseLocked } from '../../src/db/errors.js';
 import { createDatabase, type Database } from '../../src/db/knex.js';
+import { seedPgliteDataDir } from '../../src/db/test-database.js';
 import { silentLogger } from '../../src/logging.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -68,16 +69,17 @@ describe('PGlite after SIGKILL', () => {
     child = db = dir = undefined;
   });
 
-  it('reopens with the committed rows and stays usable', async () => {
+  it('reopens with the committed rows and stays usable', { timeout: 300_000 }, async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'novamon-crash-'));
     const script = path.join(dir, 'writer.mts');
     writeFileSync(script, writerScript);
     const statePath = path.join(dir, 'state');
+    await seedPgliteDataDir(path.join(statePath, 'db'));
     child = spawn(process.execPath, ['--import', 'tsx', script, statePath], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     const running = child;
     const exited = new Promise<NodeJS.Signals | null>((resolve) => running.once('exit', (_code, signal) => resolve(signal)));
 
-    await waitForCommits(running, 300, 90_000);
+    await waitForCommits(running, 100, 180_000);
 
     // While the writer lives, a second process may not open the same directory.
     await expect(createDatabase({ connection: '', statePath, poolSize: 1, logger: silentLogger() })).rejects.toBeInstanceOf(DatabaseLocked);
@@ -95,7 +97,7 @@ describe('PGlite after SIGKILL', () => {
     db = await createDatabase({ connection: '', statePath, poolSize: 1, logger: silentLogger() });
     const faults = Number(((await db.knex('instance_faults').count('* as c')) as Array<{ c: unknown }>)[0]?.c);
     const audits = Number(((await db.knex('monitor_audit').count('* as c')) as Array<{ c: unknown }>)[0]?.c);
-    expect(faults).toBeGreaterThanOrEqual(Math.max(reported, 300));
+    expect(faults).toBeGreaterThanOrEqual(Math.max(reported, 100));
     // Both inserts of a transaction, or neither.
     expect(audits).toBe(faults);
     const maxCode = Number(((await db.knex('instance_faults').max('code as m')) as Array<{ m: unknown }>)[0]?.m);
