@@ -17,7 +17,8 @@ import type { Logger } from '../logging.js';
 import { ComputeDriver, type Diagnostics, type LegacyDiagnostics, type MonitorCommand, type RebootType } from '../virt/driver.js';
 import { PowerState, powerStateName } from '../virt/power-state.js';
 import { ComputeSettings, ComputeStores, ComputeLogger, type ComputeStoresShape, type ComputeSettingsShape } from './tokens.js';
-import { InstanceResolver, type ResolvedInstance } from './instance-resolver.js';
+import { InstanceResolver, type InstanceIdentity, type ResolvedInstance } from './instance-resolver.js';
+import { PowerStateSync } from './lifecycle.js';
 import { InstanceRecorder } from './recorder.js';
 import { MonitorPolicy } from './monitor-policy.js';
 import { TaskState, VmState } from './states.js';
@@ -44,6 +45,7 @@ export class ComputeManager {
     @inject(InstanceResolver) private readonly resolver: InstanceResolver,
     @inject(InstanceRecorder) private readonly recorder: InstanceRecorder,
     @inject(MonitorPolicy) private readonly monitorPolicy: MonitorPolicy,
+    @inject(PowerStateSync) private readonly sync: PowerStateSync,
     @inject(ComputeLogger) logger: Logger,
   ) {
     this.log = logger.child({ component: 'compute-manager' });
@@ -242,9 +244,19 @@ export class ComputeManager {
     }
   }
 
-  /** Resolves an RPC Instance argument to a guest on this host (see InstanceResolver). */
-  resolve(...args: Parameters<InstanceResolver['resolve']>): Promise<ResolvedInstance> {
-    return this.resolver.resolve(...args);
+  /**
+   * Resolves an RPC Instance argument to a guest on this host (see InstanceResolver). A guest
+   * addressed by id alone that has no row yet (it appeared after start-up) is looked for on the
+   * hypervisor once before InstanceNotFound.
+   */
+  async resolve(identity: InstanceIdentity): Promise<ResolvedInstance> {
+    try {
+      return await this.resolver.resolve(identity);
+    } catch (err) {
+      if (!(err instanceof InstanceNotFound) || identity.uuid !== undefined || identity.id === undefined) throw err;
+      await this.sync.discover();
+      return this.resolver.resolve(identity);
+    }
   }
 
   get logger(): Logger {

@@ -1,7 +1,7 @@
 """Python oslo.messaging RPCClient driving a server under test.
 
 Usage: oslo_client.py '<json spec>'
-spec = {"url", "exchange", "topic", "server"?, "ops": [{"kind": "call"|"cast", "method", "args", "version", "timeout"?, "fanout"?}]}
+spec = {"url", "exchange", "topic", "server"?, "context"?, "ops": [{"kind": "call"|"cast", "method", "args", "version", "timeout"?, "fanout"?}]}
 Prints one JSON list to stdout: per op {"ok": true, "result": ...} or {"ok": false, ...exception facts}.
 """
 import json
@@ -38,7 +38,8 @@ def main():
     transport = messaging.get_rpc_transport(conf, url=spec['url'], allowed_remote_exmods=['nova.exception'])
     # Our reply queue vanishes soon after we exit.
     conf.set_override('rabbit_transient_queues_ttl', 5, group='oslo_messaging_rabbit')
-    ctxt = {'user_id': 'u1', 'project_id': 'p1', 'is_admin': True, 'request_id': 'req-interop', 'roles': ['admin']}
+    ctxt = spec.get('context') or {'user_id': 'u1', 'project_id': 'p1', 'is_admin': True, 'request_id': 'req-interop',
+                                   'roles': ['admin']}
     out = []
     try:
         for op in spec['ops']:
