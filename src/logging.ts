@@ -13,10 +13,12 @@ export interface LoggerOptions {
   name: string;
   /** Write to this fd instead of stderr (1 = stdout). */
   fd?: number;
+  /** Level when neither NOVAMON_LOG_LEVEL nor debug says otherwise (default info). */
+  defaultLevel?: string;
 }
 
 export function createLogger(opts: LoggerOptions): Logger {
-  const level = process.env['NOVAMON_LOG_LEVEL'] ?? (opts.debug ? 'debug' : 'info');
+  const level = process.env['NOVAMON_LOG_LEVEL'] ?? (opts.debug ? 'debug' : (opts.defaultLevel ?? 'info'));
   const fd = opts.fd ?? 2;
   if (opts.format === 'pretty') {
     return pino({ name: opts.name, level }, pretty({ sync: true, destination: fd, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' }));

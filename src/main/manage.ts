@@ -15,14 +15,14 @@ import { KnexInstanceActionRepository } from '../db/instance-action-repository.j
 import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js';
 import { KnexMonitorAuditRepository } from '../db/monitor-audit-repository.js';
 import { createDatabase } from '../db/knex.js';
-import type { Logger } from '../logging.js';
+import { createLogger, type Logger } from '../logging.js';
 import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
 import { RpcClient } from '../rpc/client.js';
 import { RemoteError } from '../rpc/failure.js';
 import { instancePrimitive } from '../rpc/objects/instance.js';
 import type { ComputeDriver, MonitorCommand } from '../virt/driver.js';
 import { InstanceNameTemplate } from '../virt/instance-name.js';
-import { configFilesFromArgv, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
+import { configFilesFromArgv, loadServiceConfig, openDatabase } from './bootstrap.js';
 import { createDriver } from './drivers.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -163,7 +163,8 @@ async function main(argv: string[]): Promise<number> {
   const program = buildManageProgram(() => {
     if (!services) {
       const config = loadServiceConfig(configFilesFromArgv(argv), process.env);
-      const logger = serviceLogger({ ...config, DEFAULT: { ...config.DEFAULT, log_format: 'pretty' } }, 'novamon-manage');
+      // A command-line tool: its output is the answer; log lines only for warnings (or with debug).
+      const logger = createLogger({ debug: config.DEFAULT.debug, format: 'pretty', name: 'novamon-manage', defaultLevel: 'warn' });
       services = new LazyManageServices(config, logger.child({ component: 'manage' }));
     }
     return services;
