@@ -1,0 +1,231 @@
+// novamon-novncproxy's listener: one HTTP server that serves the console page and noVNC's files, and
+// turns WebSocket upgrades into console bridges once the authorizer has accepted them. Refused requests
+// are answered before the WebSocket handshake and before anything connects to the guest.
+
+import http, { type IncomingMessage } from 'node:http';
+import net, { type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from '../logging.js';
+import { ConsoleRefused, type ConsoleAuthorizer, type ConsoleTarget } from './authorizer.js';
+import { ConsoleBridge, type BridgeOptions, type BridgeStats } from './bridge.js';
+import { ConsoleStaticFiles } from './static.js';
+import { extractToken } from './token.js';
+
+export interface NovncProxyOptions {
+  authorizer: Pick<ConsoleAuthorizer, 'authorize'>;
+  logger: Logger;
+  /** Bound on connecting to the guest's VNC server (and on the CONNECT exchange). Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Bridges open at once; further requests get 503. Default 1024. */
+  maxBridges?: number;
+  /** Largest WebSocket message accepted from a browser. Default 4 MiB. */
+  maxPayload?: number;
+  bridge?: BridgeOptions;
+  staticFiles?: ConsoleStaticFiles;
+}
+
+export interface ProxyStats {
+  open: number;
+  accepted: number;
+  refused: number;
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+
+export class NovncProxy {
+  private readonly server: http.Server;
+  private readonly wss: WebSocketServer;
+  private readonly log: Logger;
+  private readonly bridges = new Set<ConsoleBridge>();
+  /** Upgrades still being authorized or connected; destroyed on close. */
+  private readonly pending = new Set<Duplex>();
+  private readonly files: ConsoleStaticFiles;
+  private readonly connectTimeoutMs: number;
+  private readonly maxBridges: number;
+  private readonly counters = { accepted: 0, refused: 0 };
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly opts: NovncProxyOptions) {
+    this.log = opts.logger.child({ component: 'novncproxy' });
+    this.files = opts.staticFiles ?? new ConsoleStaticFiles();
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.maxBridges = opts.maxBridges ?? 1024;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: opts.maxPayload ?? 4 * 1024 * 1024,
+      perMessageDeflate: false,
+      // websockify speaks `binary`; a client that offers no subprotocol gets binary frames anyway.
+      handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
+    });
+    this.server = http.createServer((req, res) => {
+      this.files.handle(req, res).catch((err: unknown) => {
+        this.log.warn({ err: String(err), url: req.url?.split('?')[0] }, 'static file request failed');
+        res.destroy();
+      });
+    });
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.server.on('clientError', (_err, socket) => socket.destroy());
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 picks a free port). */
+  listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        const addr = this.server.address() as net.AddressInfo;
+        this.log.info({ host: addr.address, port: addr.port }, 'console proxy listening');
+        resolve({ host: addr.address, port: addr.port });
+      });
+    });
+  }
+
+  stats(): ProxyStats {
+    return { open: this.bridges.size, ...this.counters };
+  }
+
+  /** Stops listening, refuses pending upgrades and closes every bridge (browsers get 1001). Idempotent. */
+  close(timeoutMs = 5000): Promise<void> {
+    this.closing ??= this.doClose(timeoutMs);
+    return this.closing;
+  }
+
+  private async doClose(timeoutMs: number): Promise<void> {
+    const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.pending) s.destroy();
+    const all = [...this.bridges].map((b) => b.close(1001, 'Proxy shutting down'));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(all), new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    this.server.closeAllConnections();
+    this.wss.close();
+    await stopped;
+    this.log.info({ bridges: all.length }, 'console proxy stopped');
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    if (this.closing) return reject(socket, 503, 'Proxy shutting down');
+    if (this.bridges.size + this.pending.size >= this.maxBridges) {
+      this.log.warn({ open: this.bridges.size, max: this.maxBridges }, 'console refused: too many open consoles');
+      return reject(socket, 503, 'Too many consoles open');
+    }
+    if (header(req, 'upgrade')?.toLowerCase() !== 'websocket' || !header(req, 'sec-websocket-key')) {
+      return reject(socket, 400, 'Not a WebSocket request');
+    }
+    this.pending.add(socket);
+    this.accept(req, socket, head)
+      .catch((err: unknown) => this.refuse(req, socket, err))
+      .finally(() => this.pending.delete(socket));
+  }
+
+  private async accept(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const origin = header(req, 'origin') ?? header(req, 'sec-websocket-origin');
+    const target = await this.opts.authorizer.authorize({ token: extractToken(req.url ?? '/', header(req, 'cookie')), origin, host: header(req, 'host') });
+    if (socket.destroyed) return;
+    const guest = await connectGuest(target, this.connectTimeoutMs).catch((err: unknown) => {
+      throw new ConsoleRefused('validation-failed', `Cannot reach the console at ${target.host}:${target.port}: ${String(err)}`, target.instanceUuid, 502);
+    });
+    if (socket.destroyed || this.closing) {
+      guest.destroy();
+      return;
+    }
+    let bridged = false;
+    // ws answers a malformed handshake itself and never calls back: the guest socket must not leak then.
+    socket.once('close', () => {
+      if (!bridged) guest.destroy();
+    });
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      bridged = true;
+      this.startBridge(ws, guest, target, req);
+    });
+  }
+
+  private startBridge(ws: WebSocket, guest: Socket, target: ConsoleTarget, req: IncomingMessage): void {
+    const bridge = new ConsoleBridge(ws, guest, this.opts.bridge);
+    this.bridges.add(bridge);
+    this.counters.accepted++;
+    const log = this.log.child({ instanceUuid: target.instanceUuid });
+    log.info({ remote: req.socket.remoteAddress, target: `${target.host}:${target.port}`, open: this.bridges.size }, 'console connected');
+    void bridge.closed.then((s: BridgeStats) => {
+      this.bridges.delete(bridge);
+      log.info({ closedBy: s.closedBy, error: s.error, bytesToGuest: s.bytesToGuest, bytesToClient: s.bytesToClient, guestPauses: s.guestPauses, clientPauses: s.clientPauses }, 'console closed');
+    });
+  }
+
+  private refuse(req: IncomingMessage, socket: Duplex, err: unknown): void {
+    this.counters.refused++;
+    const remote = req.socket.remoteAddress;
+    if (err instanceof ConsoleRefused) {
+      this.log.warn({ instanceUuid: err.instanceUuid, reason: err.reason, remote, origin: header(req, 'origin') }, `console refused: ${err.message}`);
+      return reject(socket, err.status, err.reason === 'bad-origin' ? err.message : 'Console access refused');
+    }
+    this.log.error({ remote, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'console refused: internal error');
+    reject(socket, 503, 'Console temporarily unavailable');
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function reject(socket: Duplex, status: number, message: string): void {
+  if (socket.destroyed) return;
+  const body = `${message}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  // A client that never reads its answer must not keep the socket.
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+/** Connects to the guest's console, and speaks Nova's CONNECT preamble when the token asks for it. */
+export function connectGuest(target: Pick<ConsoleTarget, 'host' | 'port' | 'internalAccessPath'>, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(err);
+    };
+    sock.once('error', fail);
+    sock.once('connect', () => {
+      if (!target.internalAccessPath) {
+        clearTimeout(timer);
+        sock.off('error', fail);
+        // Until the bridge listens, an error only has to close the socket (the bridge sees it destroyed).
+        sock.on('error', () => undefined);
+        resolve(sock);
+        return;
+      }
+      sock.write(`CONNECT ${target.internalAccessPath} HTTP/1.1\r\n\r\n`);
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (head.length > 8192) fail(new Error('CONNECT answer too long'));
+          return;
+        }
+        sock.off('data', onData);
+        const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
+        if (!/^HTTP\/1\.[01] 200\b/.test(status)) return fail(new Error(`CONNECT refused: ${status}`));
+        clearTimeout(timer);
+        sock.off('error', fail);
+        sock.on('error', () => undefined);
+        sock.pause();
+        const rest = head.subarray(end + 4);
+        if (rest.length > 0) sock.unshift(rest);
+        resolve(sock);
+      };
+      sock.on('data', onData);
+    });
+  });
+}
