@@ -8,7 +8,7 @@ export interface RequestContext {
   roles: string[];
   requestId: string | null;
   globalRequestId: string | null;
-  /** Every context key as received (Nova sends many more than we use). */
+  /** Every context key as received, values untouched and untrusted (Nova sends many more than we use). */
   raw: Record<string, unknown>;
 }
 

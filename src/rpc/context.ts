@@ -3,17 +3,9 @@
 // passed on (e.g. by the API to a compute host) without losing what Nova put in it.
 
 import { randomUUID } from 'node:crypto';
+import type { RequestContext } from '../context.js';
 
-export interface RequestContext {
-  userId: string | null;
-  projectId: string | null;
-  isAdmin: boolean;
-  roles: string[];
-  requestId: string | null;
-  globalRequestId: string | null;
-  /** Every `_context_*` key of the message, prefix stripped, values untouched (untrusted). */
-  raw: Record<string, unknown>;
-}
+export type { RequestContext } from '../context.js';
 
 export const CONTEXT_PREFIX = '_context_';
 
