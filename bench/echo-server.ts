@@ -1,0 +1,66 @@
+// The AMQP floor's server side, run as its own process (as novamon-compute is): a trivial consumer on the
+// bench exchange that answers every request on the caller's reply queue. Three queues, three variants:
+//   echo.raw      plain amqplib: reply to properties.replyTo, then ack (no confirms) — the floor itself;
+//   echo.confirm  reply on a confirm channel and ack only once the broker confirmed it (novamon's server);
+//   echo.oslo     decode the oslo envelope and send an oslo reply to _reply_q (for our RpcClient).
+// Usage: tsx bench/echo-server.ts <transport amqp url> <exchange>; prints "ready" on stdout.
+
+import amqp, { type ConsumeMessage } from 'amqplib';
+
+async function main(): Promise<void> {
+  const [url, exchange] = process.argv.slice(2);
+  if (!url || !exchange) throw new Error('usage: echo-server.ts AMQP_URL EXCHANGE');
+  // noDelay as novamon's own connections (src/rpc/amqp-connection.ts): Nagle would add up to 40 ms per reply.
+  const conn = await amqp.connect(url, { noDelay: true });
+  const ch = await conn.createChannel();
+  const confirmCh = await conn.createConfirmChannel();
+  await ch.assertExchange(exchange, 'topic', { durable: false, autoDelete: false });
+  await ch.prefetch(64);
+  const queues: string[] = [];
+  for (const key of ['echo.raw', 'echo.confirm', 'echo.oslo']) {
+    const q = `${exchange}.${key}`;
+    await ch.assertQueue(q, { durable: false, autoDelete: true });
+    await ch.bindQueue(q, exchange, key);
+    queues.push(q);
+  }
+
+  const raw = (m: ConsumeMessage | null) => {
+    if (!m) return;
+    ch.publish('', String(m.properties.replyTo), m.content, { correlationId: m.properties.correlationId });
+    ch.ack(m);
+  };
+  const confirmed = (m: ConsumeMessage | null) => {
+    if (!m) return;
+    confirmCh.publish('', String(m.properties.replyTo), m.content, { correlationId: m.properties.correlationId }, (err: unknown) => {
+      if (err) ch.nack(m);
+      else ch.ack(m);
+    });
+  };
+  const oslo = (m: ConsumeMessage | null) => {
+    if (!m) return;
+    const outer = JSON.parse(m.content.toString('utf8')) as { 'oslo.message': string };
+    const inner = JSON.parse(outer['oslo.message']) as { _msg_id: string; _reply_q: string };
+    const reply = JSON.stringify({ result: null, failure: null, _msg_id: inner._msg_id, ending: true });
+    const body = Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': reply }));
+    ch.publish('', inner._reply_q, body, { contentType: 'application/json', contentEncoding: 'utf-8' });
+    ch.ack(m);
+  };
+  await ch.consume(queues[0] as string, raw);
+  await ch.consume(queues[1] as string, confirmed);
+  await ch.consume(queues[2] as string, oslo);
+  process.stdout.write('ready\n');
+
+  const stop = () => {
+    void conn.close().finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  // Never outlive the benchmark that started us.
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`echo-server: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

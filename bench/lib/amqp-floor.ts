@@ -1,0 +1,83 @@
+// The AMQP floor: request/reply round trips over loopback RabbitMQ against bench/echo-server.ts running in
+// its own process. RawAmqpCaller is the thinnest possible caller (one channel, one exclusive reply queue,
+// correlation ids); the same echo server also answers our RpcClient, to show what the client itself costs.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
+import { bounded } from './floors.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+export class EchoServer {
+  private constructor(readonly exchange: string, private readonly child: ChildProcess) {}
+
+  static async start(amqpUrl: string, exchange: string): Promise<EchoServer> {
+    // Run the .ts file with the same loader this process runs under (tsx).
+    const loader = process.execArgv.length > 0 ? process.execArgv : ['--import', 'tsx'];
+    const child = spawn(process.execPath, [...loader, path.join(here, '..', 'echo-server.ts'), amqpUrl, exchange], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const ready = new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (d: Buffer) => {
+        if (d.toString().includes('ready')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`echo server exited (${code}): ${stderr.trim()}`)));
+    });
+    await bounded(ready, 30_000, 'starting the AMQP echo server');
+    return new EchoServer(exchange, child);
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGTERM');
+    await bounded(exited, 5000, 'stopping the echo server').catch(() => this.child.kill('SIGKILL'));
+  }
+}
+
+export class RawAmqpCaller {
+  private readonly pending = new Map<string, (v: Buffer) => void>();
+  private constructor(
+    private readonly conn: ChannelModel,
+    private readonly ch: Channel,
+    private readonly replyQueue: string,
+    private readonly exchange: string,
+  ) {}
+
+  static async open(amqpUrl: string, exchange: string): Promise<RawAmqpCaller> {
+    const conn = await bounded(amqp.connect(amqpUrl, { noDelay: true }), 10_000, 'AMQP connect');
+    const ch = await conn.createChannel();
+    const q = await ch.assertQueue('', { exclusive: true, autoDelete: true });
+    const caller = new RawAmqpCaller(conn, ch, q.queue, exchange);
+    await ch.consume(q.queue, (m) => {
+      if (!m) return;
+      const done = caller.pending.get(String(m.properties.correlationId));
+      if (done) {
+        caller.pending.delete(String(m.properties.correlationId));
+        done(m.content);
+      }
+    }, { noAck: true });
+    return caller;
+  }
+
+  /** One request/reply on routing key `echo.raw` or `echo.confirm`. */
+  call(routingKey: string, body: Buffer, timeoutMs = 10_000): Promise<Buffer> {
+    const id = randomUUID();
+    const reply = new Promise<Buffer>((resolve) => this.pending.set(id, resolve));
+    this.ch.publish(this.exchange, routingKey, body, { replyTo: this.replyQueue, correlationId: id });
+    return bounded(reply, timeoutMs, 'AMQP echo').finally(() => this.pending.delete(id));
+  }
+
+  async close(): Promise<void> {
+    await this.conn.close().catch(() => undefined);
+  }
+}
