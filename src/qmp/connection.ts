@@ -226,8 +226,24 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
         pending.timer = setTimeout(this.#onTimeout, Math.min(timeoutMs, MAX_TIMER_MS), id);
       }
       this.#pending.set(id, pending);
-      this.#socket.write(line);
+      this.#write(line);
     });
+  }
+
+  #corked = false;
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.#socket.uncork();
+  };
+
+  /** Commands issued in the same tick (a diagnostics call pipelines several) leave in one write. */
+  #write(line: string): void {
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    this.#socket.write(line);
   }
 
   /** Runs an HMP command line through `human-monitor-command`; resolves with its CRLF text output. */

@@ -109,10 +109,15 @@ export class QmpMonitorRegistry {
     await Promise.all(waits);
   }
 
+  /** The live connection to a socket, if there is one (no connect attempt). */
+  connectionOf(socketPath: string): QmpConnection | null {
+    const conn = this.#connections.get(socketPath);
+    return conn && !conn.closed ? conn : null;
+  }
+
   /** Whether a live connection to this socket exists (an in-flight connect does not count). */
   has(socketPath: string): boolean {
-    const conn = this.#connections.get(socketPath);
-    return conn !== undefined && !conn.closed;
+    return this.connectionOf(socketPath) !== null;
   }
 
   get size(): number {

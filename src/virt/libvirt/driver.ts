@@ -2,7 +2,7 @@
 // monitor, so guests are reached through libvirt's RPC socket (host.ts, guest.ts): domain state, bulk
 // stats, domain XML and lifecycle events from libvirt, QMP/HMP through its qemu-monitor-command passthrough.
 
-import { open } from 'node:fs/promises';
+import { readTail } from '../console-log.js';
 import { inject, injectable } from 'inversify';
 import type { Config } from '../../config/options.js';
 import { ConsoleNotAvailable, ConsoleTypeUnavailable, InstanceInvalidState, InstanceNotRunning } from '../../exception.js';
@@ -85,7 +85,8 @@ export class LibvirtDriver implements ComputeDriver {
     const logs = (await guest.config()).consoleLogs;
     const file = logs[0];
     if (!file) throw new ConsoleNotAvailable();
-    return readTail(file, MAX_CONSOLE_BYTES);
+    // An absent log (the guest never wrote) is an empty console.
+    return readTail(file, MAX_CONSOLE_BYTES) ?? Buffer.alloc(0);
   }
 
   async getInstanceDiagnostics(instance: InstanceRef): Promise<Diagnostics> {
@@ -233,25 +234,5 @@ export class LibvirtDriver implements ComputeDriver {
       if (err instanceof InstanceNotRunning && !(await guest.isActive())) return;
       throw err;
     }
-  }
-}
-
-/** The last `max` bytes of a file; an absent log (the guest never wrote) is an empty console. */
-async function readTail(file: string, max: number): Promise<Buffer> {
-  let fh;
-  try {
-    fh = await open(file, 'r');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Buffer.alloc(0);
-    throw new ConsoleNotAvailable();
-  }
-  try {
-    const { size } = await fh.stat();
-    const length = Math.min(size, max);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(buf, 0, length, size - length);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
   }
 }

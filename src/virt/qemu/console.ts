@@ -2,8 +2,7 @@
 // Nova's libvirt driver does) and the VNC / TCP serial endpoints from query-vnc and query-chardev.
 // ringbuf-read is deliberately not used: it is destructive, so a second reader would see nothing.
 
-import { open } from 'node:fs/promises';
-import { MAX_CONSOLE_BYTES, type ConsoleEndpoint } from '../driver.js';
+import type { ConsoleEndpoint } from '../driver.js';
 
 /** Every `logfile=` of a `-chardev` in a QEMU command line, serial ports first. */
 export function consoleLogFilesFromCmdline(argv: readonly string[]): string[] {
@@ -20,24 +19,7 @@ export function consoleLogFilesFromCmdline(argv: readonly string[]): string[] {
   return [...serial, ...other];
 }
 
-/** The last `max` bytes of a file, or null when it does not exist. */
-export async function readTail(file: string, max = MAX_CONSOLE_BYTES): Promise<Buffer | null> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-  } catch {
-    return null;
-  }
-  try {
-    const { size } = await handle.stat();
-    const length = Math.min(size, max);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await handle.read(buf, 0, length, size - length);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
+export { readTail } from '../console-log.js';
 
 export interface QueryVncReply {
   enabled: boolean;

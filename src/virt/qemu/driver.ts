@@ -102,6 +102,7 @@ export class QemuDriver implements ComputeDriver {
       host: () => this.hostName,
       inspect: (g, fresh) => this.inspect(g, fresh),
       pids,
+      pidVerifiedFor: new Map(),
       knownUuid: (name) => this.uuids.get(name) ?? null,
       observedOffline: (name) => this.observe(name, PowerState.SHUTDOWN, 'SHUTDOWN/disconnect', false),
     };

@@ -31,11 +31,14 @@ export interface QemuContext {
   inspect(guest: QemuGuest, freshConnection: boolean): Promise<void>;
   /** The pid we last saw serving a guest, to skip the pidfile/proc lookup when it is still valid. */
   readonly pids: Map<string, number>;
+  /** The live monitor connection under which a guest's cached pid was last verified. */
+  readonly pidVerifiedFor: Map<string, object>;
   /** The guest's own uuid (query-uuid) when we have seen it. */
   knownUuid(name: string): string | null;
   /** We found the guest's QEMU gone (e.g. before a relaunch): remember it as off. */
   observedOffline(name: string): void;
 }
+
 
 const POLL_MS = 200;
 
@@ -79,9 +82,10 @@ export class QemuGuest {
   }
 
   private async viaMonitor<T>(call: () => Promise<T>, inspect: boolean): Promise<T> {
-    // A missing socket means no QEMU: say so without asking the registry to connect to nothing.
-    if (!(await this.socketExists())) throw new GuestOffline(this.socketPath, 'ENOENT');
+    // A missing socket means no QEMU: say so without asking the registry to connect to nothing. A
+    // live connection proves the socket (it closes when QEMU goes), so the hot path skips the lstat.
     const fresh = !this.ctx.monitors.has(this.socketPath);
+    if (fresh && !(await this.socketExists())) throw new GuestOffline(this.socketPath, 'ENOENT');
     let result: T;
     try {
       result = await call();
@@ -140,7 +144,17 @@ export class QemuGuest {
   /** The pid of the QEMU serving this guest: the pidfile when it is right, else a /proc scan. */
   async pid(): Promise<number | null> {
     const cached = this.ctx.pids.get(this.name);
-    if (cached !== undefined && (await verifyPid(cached, this.socketPath))) return cached;
+    if (cached !== undefined) {
+      // While we hold a live monitor connection verified against this pid, that QEMU is still the one
+      // serving the socket: re-reading /proc on every diagnostics call would prove nothing new.
+      const live = this.ctx.monitors.connectionOf(this.socketPath);
+      if (live !== null && this.ctx.pidVerifiedFor.get(this.name) === live) return cached;
+      if (await verifyPid(cached, this.socketPath)) {
+        if (live !== null) this.ctx.pidVerifiedFor.set(this.name, live);
+        return cached;
+      }
+    }
+    this.ctx.pidVerifiedFor.delete(this.name);
     let pid: number | null = null;
     try {
       const fromFile = Number((await readFile(this.pidfilePath, 'latin1')).trim());
