@@ -3,7 +3,6 @@
 // stops cleanly on SIGTERM/SIGINT (no new requests, in-flight ones answered, then RabbitMQ and the db).
 
 import 'reflect-metadata';
-import { Command } from 'commander';
 import { Counter } from 'prom-client';
 import { buildApiApp } from '../api/app.js';
 import { KeystoneAuthenticator, NoAuth2Authenticator, type Authenticator } from '../api/auth.js';
@@ -15,10 +14,9 @@ import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js'
 import { KnexInstanceRepository } from '../db/instance-repository.js';
 import type { Logger } from '../logging.js';
 import { Metrics } from '../metrics.js';
-import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
-import { RpcClient } from '../rpc/client.js';
 import { loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
 import { healthProblems } from './ops-listener.js';
+import { amqpConnection, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
 
 function authenticator(config: Config, logger: Logger, metrics: Metrics): Authenticator {
   if (config.api.auth_strategy === 'noauth2') {
@@ -50,12 +48,8 @@ function authenticator(config: Config, logger: Logger, metrics: Metrics): Authen
 }
 
 async function main(argv: string[]): Promise<void> {
-  const program = new Command('novamon-api')
-    .description('Serve Nova\'s compute REST API v2.1 for novamon (and nova-compute) hosts')
-    .option('--config-file <path>', 'configuration file (repeatable; later files win)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .parse(argv);
-  const opts = program.opts<{ configFile: string[] }>();
-  const config = loadServiceConfig(opts.configFile, process.env);
+  const configFiles = serviceConfigFiles('novamon-api', 'Serve Nova\'s compute REST API v2.1 for novamon (and nova-compute) hosts', argv);
+  const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-api');
   const log = logger.child({ component: 'main' });
   if (config.database.connection === '') {
@@ -65,26 +59,8 @@ async function main(argv: string[]): Promise<void> {
   const metrics = new Metrics('novamon-api');
   const auth = authenticator(config, logger, metrics);
   const db = await openDatabase(config, logger);
-  const rabbit = config.oslo_messaging_rabbit;
-  const connection = new AmqpConnectionManager({
-    transportUrl: config.DEFAULT.transport_url,
-    logger,
-    heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
-    retryIntervalMs: rabbit.rabbit_retry_interval * 1000,
-    retryBackoffMs: rabbit.rabbit_retry_backoff * 1000,
-    intervalMaxMs: rabbit.rabbit_interval_max * 1000,
-    connectionName: `novamon-api:${config.DEFAULT.host}`,
-  });
-  const rpc = new RpcClient({
-    connection,
-    exchange: config.DEFAULT.control_exchange,
-    timeoutMs: config.DEFAULT.rpc_response_timeout * 1000,
-    logger,
-    transientQueueTtlMs: rabbit.rabbit_transient_queues_ttl * 1000,
-    durableQueues: rabbit.amqp_durable_queues || rabbit.rabbit_quorum_queue,
-    quorumQueues: rabbit.rabbit_quorum_queue,
-    autoDelete: rabbit.amqp_auto_delete,
-  });
+  const connection = amqpConnection(config, logger, 'novamon-api');
+  const rpc = rpcClient(config, connection, logger);
   const compute = new ComputeApi(
     { instances: new KnexInstanceRepository(db), actions: new KnexInstanceActionRepository(db), faults: new KnexInstanceFaultRepository(db) },
     rpc,
@@ -101,33 +77,13 @@ async function main(argv: string[]): Promise<void> {
     monitorPassthrough: config.api.enable_monitor_passthrough,
   });
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: no new requests, answering in-flight ones');
-    const deadline = setTimeout(() => {
-      log.error('shutdown took too long; exiting');
-      process.exit(1);
-    }, 10_000);
-    deadline.unref();
-    try {
-      await app.close();
-      await rpc.close();
-      await connection.close();
-      await auth.close();
-      await db.close();
-      log.info('stopped');
-      logger.flush();
-      process.exitCode = 0;
-    } catch (err) {
-      log.error({ err }, 'error while stopping');
-      process.exitCode = 1;
-    }
-    clearTimeout(deadline);
-  };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  onShutdown(logger, 10_000, () => ({}), [
+    () => app.close(),
+    () => rpc.close(),
+    () => connection.close(),
+    () => auth.close(),
+    () => db.close(),
+  ]);
 
   // RabbitMQ may come up later: the first call waits for it (bounded), the API answers meanwhile.
   connection.connect().catch((err: unknown) => log.warn({ err: String(err) }, 'RabbitMQ not reachable yet; retrying in the background'));
@@ -135,8 +91,4 @@ async function main(argv: string[]): Promise<void> {
   log.info({ address, auth: config.api.auth_strategy, exchange: config.DEFAULT.control_exchange, database: db.kind }, 'novamon-api ready');
 }
 
-main(process.argv).catch((err: unknown) => {
-  const message = err instanceof ConfigError ? err.message : err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  process.stderr.write(`novamon-api: ${message}\n`);
-  process.exit(1);
-});
+runService('novamon-api', () => main(process.argv));

@@ -3,28 +3,22 @@
 
 import 'reflect-metadata';
 import { Container } from 'inversify';
-import { Command } from 'commander';
-import { ConfigError } from '../config/loader.js';
 import { ComputeManager } from '../compute/manager.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
 import { ComputeStores } from '../compute/tokens.js';
 import type { ComputeStoresWithClose } from '../db/compute-stores.js';
 import { ComputeDriver, type ComputeDriver as ComputeDriverType } from '../virt/driver.js';
-import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
 import { RpcDispatcher } from '../rpc/dispatcher.js';
 import { RpcServer } from '../rpc/server.js';
 import { computeEndpoints } from '../rpc/endpoints/compute.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
 import { startOpsListener } from './ops-listener.js';
+import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
 
 async function main(argv: string[]): Promise<void> {
-  const program = new Command('novamon-compute')
-    .description('Serve Nova\'s compute RPC API from the QEMU monitor')
-    .option('--config-file <path>', 'configuration file (repeatable; later files win)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .parse(argv);
-  const opts = program.opts<{ configFile: string[] }>();
-  const config = loadServiceConfig(opts.configFile, process.env);
+  const configFiles = serviceConfigFiles('novamon-compute', 'Serve Nova\'s compute RPC API from the QEMU monitor', argv);
+  const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-compute');
   const log = logger.child({ component: 'main' });
 
@@ -37,15 +31,7 @@ async function main(argv: string[]): Promise<void> {
 
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
-  const connection = new AmqpConnectionManager({
-    transportUrl: config.DEFAULT.transport_url,
-    logger,
-    heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
-    retryIntervalMs: rabbit.rabbit_retry_interval * 1000,
-    retryBackoffMs: rabbit.rabbit_retry_backoff * 1000,
-    intervalMaxMs: rabbit.rabbit_interval_max * 1000,
-    connectionName: `novamon-compute:${config.DEFAULT.host}`,
-  });
+  const connection = amqpConnection(config, logger, 'novamon-compute');
   const server = new RpcServer({
     connection,
     exchange: config.DEFAULT.control_exchange,
@@ -53,10 +39,7 @@ async function main(argv: string[]): Promise<void> {
     server: config.DEFAULT.host,
     dispatcher: new RpcDispatcher(computeEndpoints(manager)),
     prefetch: rabbit.rabbit_qos_prefetch_count || config.DEFAULT.executor_thread_pool_size,
-    durableQueues: rabbit.amqp_durable_queues || rabbit.rabbit_quorum_queue,
-    quorumQueues: rabbit.rabbit_quorum_queue,
-    autoDelete: rabbit.amqp_auto_delete,
-    transientQueueTtlMs: rabbit.rabbit_transient_queues_ttl * 1000,
+    ...queueFlags(config),
     logger,
     onMetrics: (m) => {
       const method = m.method ?? 'unknown';
@@ -65,49 +48,25 @@ async function main(argv: string[]): Promise<void> {
     },
   });
 
-  let stopping = false;
-  const ops = config.oslo_middleware.enabled ? await startOpsListener(config, logger, {
-        db,
-        connection,
-        metrics,
-        refresh: () => {
-          metrics.lifecycleEvents.set(sync.eventsHandled);
-          const stats = driverStats(driver);
-          if (stats) {
-            metrics.qmpConnections.set(stats.connections);
-            metrics.qmpCommands.set(stats.commands);
-            metrics.qmpErrors.set(stats.errors);
-          }
-        },
-      }) : null;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping: no new messages, finishing in-flight work');
-    const deadline = setTimeout(() => {
-      log.error('shutdown took too long; exiting');
-      process.exit(1);
-    }, 10_000);
-    deadline.unref();
-    try {
-      await server.stop();
-      await sync.close();
-      await container.get<ComputeStoresWithClose>(ComputeStores).close();
-      await driver.close();
-      await connection.close();
-      await ops?.close();
-      await db.close();
-      log.info('stopped');
-      logger.flush();
-      process.exitCode = 0;
-    } catch (err) {
-      log.error({ err }, 'error while stopping');
-      process.exitCode = 1;
+  const refresh = () => {
+    metrics.lifecycleEvents.set(sync.eventsHandled);
+    const stats = driverStats(driver);
+    if (stats) {
+      metrics.qmpConnections.set(stats.connections);
+      metrics.qmpCommands.set(stats.commands);
+      metrics.qmpErrors.set(stats.errors);
     }
-    clearTimeout(deadline);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  const ops = config.oslo_middleware.enabled ? await startOpsListener(config, logger, { db, connection, metrics, refresh }) : null;
+  onShutdown(logger, 10_000, () => ({ inFlight: server.inFlight }), [
+    () => server.stop(),
+    () => sync.close(),
+    () => container.get<ComputeStoresWithClose>(ComputeStores).close(),
+    () => driver.close(),
+    () => connection.close(),
+    () => ops?.close(),
+    () => db.close(),
+  ]);
 
   await sync.start();
   await connection.connect();
@@ -121,8 +80,4 @@ function driverStats(driver: object): { connections: number; commands: number; e
   return typeof stats === 'function' ? stats.call(driver) : null;
 }
 
-main(process.argv).catch((err: unknown) => {
-  const message = err instanceof ConfigError ? err.message : err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  process.stderr.write(`novamon-compute: ${message}\n`);
-  process.exit(1);
-});
+runService('novamon-compute', () => main(process.argv));

@@ -16,14 +16,15 @@ import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js'
 import { KnexMonitorAuditRepository } from '../db/monitor-audit-repository.js';
 import { createDatabase } from '../db/knex.js';
 import { createLogger, type Logger } from '../logging.js';
-import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
-import { RpcClient } from '../rpc/client.js';
+import type { AmqpConnectionManager } from '../rpc/amqp-connection.js';
+import type { RpcClient } from '../rpc/client.js';
 import { RemoteError } from '../rpc/failure.js';
 import { instancePrimitive } from '../rpc/objects/instance.js';
 import type { ComputeDriver, MonitorCommand } from '../virt/driver.js';
 import { InstanceNameTemplate } from '../virt/instance-name.js';
 import { configFilesFromArgv, loadServiceConfig, openDatabase } from './bootstrap.js';
 import { createDriver } from './drivers.js';
+import { amqpConnection, rpcClient } from './service.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -121,15 +122,9 @@ class LazyManageServices implements ManageServices {
   }
 
   async rpcCall(req: RpcRequest) {
-    const rabbit = this.config.oslo_messaging_rabbit;
-    this.connection ??= new AmqpConnectionManager({
-      transportUrl: this.config.DEFAULT.transport_url,
-      logger: this.logger,
-      heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
-      connectionName: 'novamon-manage',
-    });
+    this.connection ??= amqpConnection(this.config, this.logger, 'novamon-manage');
     await this.connection.connect(10_000);
-    this.client ??= new RpcClient({ connection: this.connection, exchange: this.config.DEFAULT.control_exchange, timeoutMs: req.timeoutSeconds * 1000, logger: this.logger });
+    this.client ??= rpcClient(this.config, this.connection, this.logger, req.timeoutSeconds);
     const server = req.server ?? this.config.DEFAULT.host;
     const args: Record<string, unknown> = { ...req.args };
     if (req.instance !== undefined) {

@@ -1,0 +1,87 @@
+// What every long-running novamon binary does the same way: its command line, its RabbitMQ
+// connection and RPC client from [oslo_messaging_rabbit], a graceful stop on SIGTERM/SIGINT that
+// closes resources in order within a deadline, and a one-line error on a failed start.
+
+import { Command } from 'commander';
+import { ConfigError } from '../config/loader.js';
+import type { Config } from '../config/options.js';
+import type { Logger } from '../logging.js';
+import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
+import { RpcClient } from '../rpc/client.js';
+
+/** `--config-file` (repeatable; later files win), parsed from argv. */
+export function serviceConfigFiles(name: string, description: string, argv: string[]): string[] {
+  const program = new Command(name)
+    .description(description)
+    .option('--config-file <path>', 'configuration file (repeatable; later files win)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .parse(argv);
+  return program.opts<{ configFile: string[] }>().configFile;
+}
+
+export function amqpConnection(config: Config, logger: Logger, service: string): AmqpConnectionManager {
+  const rabbit = config.oslo_messaging_rabbit;
+  return new AmqpConnectionManager({
+    transportUrl: config.DEFAULT.transport_url,
+    logger,
+    heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
+    retryIntervalMs: rabbit.rabbit_retry_interval * 1000,
+    retryBackoffMs: rabbit.rabbit_retry_backoff * 1000,
+    intervalMaxMs: rabbit.rabbit_interval_max * 1000,
+    connectionName: `${service}:${config.DEFAULT.host}`,
+  });
+}
+
+/** The queue flags every novamon peer declares, as oslo derives them from its options. */
+export function queueFlags(config: Config): { durableQueues: boolean; quorumQueues: boolean; autoDelete: boolean; transientQueueTtlMs: number } {
+  const rabbit = config.oslo_messaging_rabbit;
+  return {
+    durableQueues: rabbit.amqp_durable_queues || rabbit.rabbit_quorum_queue,
+    quorumQueues: rabbit.rabbit_quorum_queue,
+    autoDelete: rabbit.amqp_auto_delete,
+    transientQueueTtlMs: rabbit.rabbit_transient_queues_ttl * 1000,
+  };
+}
+
+export function rpcClient(config: Config, connection: AmqpConnectionManager, logger: Logger, timeoutSeconds = config.DEFAULT.rpc_response_timeout): RpcClient {
+  return new RpcClient({ connection, exchange: config.DEFAULT.control_exchange, timeoutMs: timeoutSeconds * 1000, logger, ...queueFlags(config) });
+}
+
+/**
+ * On SIGTERM or SIGINT: log, run `steps` in order (each closes one resource), flush the logger and
+ * exit 0; exit 1 when a step fails or the whole stop outlasts `deadlineMs`.
+ */
+export function onShutdown(logger: Logger, deadlineMs: number, announce: () => Record<string, unknown>, steps: Array<() => Promise<unknown> | undefined>): void {
+  const log = logger.child({ component: 'main' });
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, ...announce() }, 'stopping');
+    const deadline = setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, deadlineMs);
+    deadline.unref();
+    try {
+      for (const step of steps) await step();
+      log.info('stopped');
+      process.exitCode = 0;
+    } catch (err) {
+      log.error({ err }, 'error while stopping');
+      process.exitCode = 1;
+    }
+    logger.flush();
+    clearTimeout(deadline);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** Runs a binary's main; a failed start prints one readable line and exits 1. */
+export function runService(name: string, main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    const message = err instanceof ConfigError ? err.message : err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    process.stderr.write(`${name}: ${message}\n`);
+    process.exit(1);
+  });
+}
