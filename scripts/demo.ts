@@ -2,6 +2,10 @@
 // serving it on the local RabbitMQ, real compute RPC calls sent in oslo.messaging's wire format with
 // novamon-manage, and the database rows they left. Run with `npm run demo` (add `-- --keep` to leave
 // the guest and the service running for the README's other examples).
+//
+// `npm run demo -- --api` runs the whole deployment instead: compute, novamon-api (noauth2) and
+// novamon-novncproxy sharing the local PostgreSQL, driven with Debian's `openstack` client, and left
+// running until Ctrl-C so the console URL can be opened in a browser.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -13,9 +17,18 @@ import { loadConfig } from '../src/config/loader.js';
 import { startFixtureGuest, waitForFileText, FIXTURE_CONSOLE_LINE } from '../test/fixtures/guest.js';
 
 const root = path.resolve(import.meta.dirname, '..');
+const apiMode = process.argv.includes('--api');
+const DEMO_DB = 'novamon_demo';
+if (apiMode) {
+  // Several services share one database: PostgreSQL (the embedded one belongs to a single process).
+  process.env['NOVAMON_DATABASE__CONNECTION'] ??= `postgresql://postgres@127.0.0.1:5432/${DEMO_DB}`;
+  process.env['NOVAMON_API__AUTH_STRATEGY'] ??= 'noauth2';
+  process.env['NOVAMON_DEFAULT__DEFAULT_INSTANCE_PROJECT'] ??= 'admin';
+  process.env['NOVAMON_DEFAULT__DEFAULT_INSTANCE_USER'] ??= 'admin';
+}
 const configFile = path.join(root, 'etc/novamon/novamon.conf');
 const config = loadConfig([configFile], process.env);
-const keep = process.argv.includes('--keep');
+const keep = process.argv.includes('--keep') || apiMode;
 const run = promisify(execFile);
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 
@@ -33,8 +46,8 @@ async function manage(...args: string[]): Promise<string> {
   return stdout;
 }
 
-async function startCompute(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(root, 'bin/novamon-compute.js'), '--config-file', configFile], {
+async function startService(binary: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [path.join(root, `bin/${binary}.js`), '--config-file', configFile], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'pipe'],
   });
@@ -44,9 +57,9 @@ async function startCompute(): Promise<ChildProcess> {
     process.stderr.write(chunk);
   });
   const deadline = Date.now() + 60_000;
-  while (!log.includes('novamon-compute ready')) {
-    if (child.exitCode !== null) throw new Error(`novamon-compute exited with ${child.exitCode}`);
-    if (Date.now() > deadline) throw new Error('novamon-compute did not become ready within 60 s');
+  while (!log.includes(`${binary} ready`)) {
+    if (child.exitCode !== null) throw new Error(`${binary} exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error(`${binary} did not become ready within 60 s`);
     await sleep(100);
   }
   return child;
@@ -59,6 +72,12 @@ async function main(): Promise<void> {
   // A fresh demo: the previous run's guest, database and files go.
   await run('pkill', ['-f', `${instancesPath}/${name}.monitor`]).catch(() => undefined);
   rmSync(config.DEFAULT.state_path, { recursive: true, force: true });
+  if (apiMode) {
+    process.stdout.write(`PostgreSQL database ${DEMO_DB}, created afresh:\n`);
+    await run('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'test', '-c', `drop database if exists ${DEMO_DB} with (force)`]);
+    await run('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'test', '-c', `create database ${DEMO_DB}`]);
+    await manage('db', 'sync');
+  }
   const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true });
   process.stdout.write(`guest ${guest.name} uuid ${guest.uuid} pid ${guest.pid}\nmonitor ${guest.socketPath}\n`);
   await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 30_000);
@@ -68,8 +87,10 @@ async function main(): Promise<void> {
   await manage('monitor-command', name, '{"execute":"query-status"}');
   await manage('monitor-command', name, '--hmp', 'info vnc');
 
+  if (apiMode) return runApiDemo(name);
+
   step('3. novamon-compute serving compute.' + config.DEFAULT.host + ' on RabbitMQ');
-  const compute = await startCompute();
+  const compute = await startService('novamon-compute');
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -105,6 +126,46 @@ async function main(): Promise<void> {
   await manage('instance', 'faults', name);
   await guest.stop();
   process.stdout.write('\nDone: the guest and the service are stopped.\n');
+}
+
+async function openstack(...args: string[]): Promise<void> {
+  const endpoint = `http://${config.DEFAULT.osapi_compute_listen}:${config.DEFAULT.osapi_compute_listen_port}/v2.1`;
+  const full = ['--os-auth-type', 'admin_token', '--os-endpoint', endpoint, '--os-token', 'admin', ...args];
+  process.stdout.write(`$ openstack ${full.join(' ')}\n`);
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('OS_')) delete env[k];
+  const { stdout } = await run('openstack', full, { env, maxBuffer: 16 * 1024 * 1024 });
+  process.stdout.write(stdout);
+}
+
+/** Compute, API and console proxy on PostgreSQL, driven with the openstack client, until Ctrl-C. */
+async function runApiDemo(name: string): Promise<void> {
+  step('3. novamon-compute, novamon-api (noauth2) and novamon-novncproxy, sharing PostgreSQL');
+  const services = [await startService('novamon-compute'), await startService('novamon-api'), await startService('novamon-novncproxy')];
+  const stopAll = async () => {
+    for (const s of services.reverse()) {
+      s.kill('SIGTERM');
+      await new Promise((r) => s.once('exit', r));
+    }
+    await run('pkill', ['-f', `${config.DEFAULT.instances_path}/${name}.monitor`]).catch(() => undefined);
+  };
+  try {
+    step('4. The openstack client, unchanged, against novamon-api');
+    await openstack('server', 'list');
+    await openstack('console', 'log', 'show', '--lines', '3', name);
+    await openstack('console', 'url', 'show', '--novnc', name);
+    await openstack('server', 'pause', name);
+    await sleep(1000);
+    await openstack('server', 'show', name, '-c', 'status', '-c', 'OS-EXT-STS:power_state', '-c', 'OS-EXT-STS:vm_state');
+    await openstack('server', 'unpause', name);
+    await openstack('server', 'event', 'list', name);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  process.stdout.write(`\nEverything keeps running: open the console URL above in a browser, or try more openstack commands.\nCtrl-C stops the services and the guest.\n`);
+  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  await stopAll();
 }
 
 main().catch((err: unknown) => {

@@ -149,7 +149,8 @@ export class QemuDriver implements ComputeDriver {
     try {
       const status = await g.status();
       if (status === 'offline') return { name, uuid: this.uuids.get(name) ?? record?.uuid ?? null, powerState: PowerState.SHUTDOWN };
-      if (!this.uuids.has(name)) await this.learnUuid(g);
+      // Ask again when an earlier look found none: a guest keeps its own uuid, never one we invent.
+      if (!this.uuids.get(name)) await this.learnUuid(g);
       return { name, uuid: this.uuids.get(name) ?? null, powerState: powerStateFromQemuStatus(status) };
     } catch (err) {
       // A socket nobody answers on is a guest we cannot reach: report it off rather than hide it.
