@@ -4,9 +4,8 @@
 
 import { mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import knexPkg, { type Knex } from 'knex';
-import ClientPgLite from 'knex-pglite';
 import type { Logger } from '../logging.js';
 import { DatabaseLocked } from './errors.js';
 
@@ -105,9 +104,11 @@ async function openPglite(opts: DatabaseOptions, schema: string, logger: Logger)
   mkdirSync(path.dirname(dataDir), { recursive: true });
   const lockPath = `${dataDir}.lock`;
   acquireLock(lockPath, dataDir, logger);
+  // Loaded only for the embedded database: a PostgreSQL deployment never pays for PGlite's modules.
+  const [{ PGlite: PGliteClass }, { default: ClientPgLite }] = await Promise.all([import('@electric-sql/pglite'), import('knex-pglite')]);
   let pglite: PGlite | undefined;
   try {
-    pglite = new PGlite({ dataDir, relaxedDurability: false });
+    pglite = new PGliteClass({ dataDir, relaxedDurability: false });
     await pglite.waitReady;
   } catch (err) {
     releaseLock(lockPath);

@@ -12,7 +12,6 @@ import { RpcDispatcher } from '../rpc/dispatcher.js';
 import { RpcServer } from '../rpc/server.js';
 import { computeEndpoints } from '../rpc/endpoints/compute.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
-import { startOpsListener } from './ops-listener.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
 
@@ -57,7 +56,10 @@ async function main(argv: string[]): Promise<void> {
       metrics.qmpErrors.set(stats.errors);
     }
   };
-  const ops = config.oslo_middleware.enabled ? await startOpsListener(config, logger, { db, connection, metrics, refresh }) : null;
+  // The HTTP framework is loaded only when the listener is enabled.
+  const ops = config.oslo_middleware.enabled
+    ? await (await import('./ops-listener.js')).startOpsListener(config, logger, { db, connection, metrics, refresh })
+    : null;
   onShutdown(logger, 10_000, () => ({ inFlight: server.inFlight }), [
     () => server.stop(),
     () => sync.close(),
