@@ -28,6 +28,7 @@ import { instancePrimitive } from '../../src/rpc/objects/instance.js';
 import { RpcServer } from '../../src/rpc/server.js';
 import { chromiumAvailable, launchChromium, sampleCanvas } from '../fixtures/browser.js';
 import { startFixtureGuest, type FixtureGuest } from '../fixtures/guest.js';
+import { freePort } from '../fixtures/scratch.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
@@ -57,16 +58,6 @@ let standIn: RpcServer;
 const guests: Guest[] = [];
 const logs: Record<string, string[]> = { compute: [], proxy: [] };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts a dist/ binary and resolves once it logged `readyMsg`. */
 function startService(name: 'compute' | 'proxy', script: string, config: string, readyMsg: string): Promise<ChildProcess> {

@@ -15,19 +15,10 @@ import { InstanceNameTemplate } from '../../src/virt/instance-name.js';
 import { PowerState } from '../../src/virt/power-state.js';
 import { QemuDriver } from '../../src/virt/qemu/driver.js';
 import { FIXTURE_CONSOLE_LINE, FIXTURE_TICK_PREFIX, startFixtureGuest, waitForFileText, type FixtureGuest } from '../fixtures/guest.js';
+import { freePort } from '../fixtures/scratch.js';
 
 const TIMEOUT_MS = 5000;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 10_000): Promise<T> {
   const deadline = Date.now() + ms;
