@@ -374,9 +374,12 @@ export class RpcServer {
   }
 
   private publishReply(d: Delivery, to: ReplyTarget, fragment: string): void {
-    const s = this.session;
-    if (!s?.alive) {
-      // No channel to reply on: leave the message unacked; its redelivery finds the cached reply.
+    // Reply on the session the call came in on: it is live from its first delivery on (this.session is
+    // set only once every consumer is registered, and a fast handler can finish before that), and its
+    // ack must go to the same channel anyway.
+    const s = d.session;
+    if (!s.alive) {
+      // Its channels closed: the broker requeues the call; its redelivery finds the cached reply.
       this.log.warn({ msgId: to.msgId }, 'no AMQP channel for the reply; the call will be redelivered');
       return;
     }
