@@ -23,6 +23,19 @@ export default defineConfig({
           maxWorkers: 2,
         },
       },
+      {
+        test: {
+          name: 'resilience',
+          include: ['test/resilience/**/*.test.ts'],
+          setupFiles: ['reflect-metadata'],
+          globalSetup: ['test/resilience/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
+          // Faults are injected into shared private services and timings are measured: one file at a time.
+          fileParallelism: false,
+          maxWorkers: 1,
+        },
+      },
     ],
     coverage: { provider: 'v8', include: ['src/**/*.ts'], reporter: ['text-summary', 'html'] },
   },

@@ -82,7 +82,8 @@ export async function bindCompute(container: Container, config: Config, logger: 
   container.bind(ComputeLogger).toConstantValue(logger);
   container.bind(Database).toConstantValue(db);
   container.bind(ComputeSettings).toConstantValue(computeSettings(config));
-  container.bind(ComputeStores).toConstantValue(createComputeStores(db, logger));
+  // Writes that must not be lost wait here, fsynced, while the database is away (docs/resilience.md).
+  container.bind(ComputeStores).toConstantValue(createComputeStores(db, logger, { spoolDir: path.join(config.DEFAULT.state_path, 'spool') }));
   container.bind(ComputeDriver).toConstantValue(await createDriver(config, logger));
   container.bind(ComputeManager).toSelf().inSingletonScope();
   container.bind(InstanceResolver).toSelf().inSingletonScope();
