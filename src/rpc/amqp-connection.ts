@@ -126,22 +126,28 @@ export class AmqpConnectionManager extends EventEmitter {
     return this.whenConnected(timeoutMs);
   }
 
+  /** One shared wait for the next (re)connect, however many callers wait on it. */
+  private nextConnect: Promise<ChannelModel> | null = null;
+
   /** Resolve with the live connection, waiting for the next (re)connect up to `timeoutMs`. */
   whenConnected(timeoutMs: number): Promise<ChannelModel> {
     if (this.model) return Promise.resolve(this.model);
     if (this.closing) return Promise.reject(new Error('AMQP connection manager is closed'));
-    let onConnected!: (m: ChannelModel) => void;
-    let onClosed!: () => void;
-    const p = new Promise<ChannelModel>((resolve, reject) => {
-      onConnected = resolve;
-      onClosed = () => reject(new Error('AMQP connection manager is closed'));
+    this.nextConnect ??= new Promise<ChannelModel>((resolve, reject) => {
+      const onConnected = (m: ChannelModel) => {
+        this.off('closed', onClosed);
+        this.nextConnect = null;
+        resolve(m);
+      };
+      const onClosed = () => {
+        this.off('connected', onConnected);
+        this.nextConnect = null;
+        reject(new Error('AMQP connection manager is closed'));
+      };
       this.once('connected', onConnected);
       this.once('closed', onClosed);
     });
-    return withTimeout(p, timeoutMs, 'waiting for the AMQP connection').finally(() => {
-      this.off('connected', onConnected);
-      this.off('closed', onClosed);
-    });
+    return withTimeout(this.nextConnect, timeoutMs, 'waiting for the AMQP connection');
   }
 
   private nextDelayMs(): number {
