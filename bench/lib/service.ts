@@ -6,10 +6,10 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
 import { bounded } from './floors.js';
+import { freePort } from '../../test/fixtures/scratch.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 export const PG_ADMIN_URL = process.env['NOVAMON_BENCH_PG'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -27,17 +27,6 @@ export interface ServiceSetup {
   opsPort: number;
   poolSize: number;
   profileDir: string | null;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export async function createDatabase(name: string): Promise<string> {

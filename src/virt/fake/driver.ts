@@ -302,15 +302,20 @@ export class FakeDriver implements ComputeDriver {
   async powerOn(instance: InstanceRef): Promise<void> {
     const g = this.enter('powerOn', instance);
     if (!g.alive) {
-      g.alive = true;
-      g.startedAt = this.clock();
-      g.cpuMs = 0;
-      this.setRunning(g, 'started', 'relaunch');
+      this.relaunch(g);
       return;
     }
     this.monitor(g);
     if (g.status === 'running') return;
     this.setRunning(g, g.status === 'paused' ? 'resumed' : 'started', 'RESUME');
+  }
+
+  /** A new "QEMU" for a powered-off guest, as the qemu driver relaunches one from its recorded command line. */
+  private relaunch(g: FakeGuest): void {
+    g.alive = true;
+    g.startedAt = this.clock();
+    g.cpuMs = 0;
+    this.setRunning(g, 'started', 'relaunch');
   }
 
   async pause(instance: InstanceRef): Promise<void> {
@@ -338,10 +343,7 @@ export class FakeDriver implements ComputeDriver {
     const g = this.enter('reboot', instance);
     if (!g.alive) {
       // Nova's hard reboot recreates the guest, so rebooting a powered-off guest starts it.
-      g.alive = true;
-      g.startedAt = this.clock();
-      g.cpuMs = 0;
-      this.setRunning(g, 'started', 'relaunch');
+      this.relaunch(g);
       return;
     }
     this.monitor(g);
