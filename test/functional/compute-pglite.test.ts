@@ -18,8 +18,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await compute?.cleanup();
   await guest?.stop();
+  await compute?.cleanup();
 });
 
 it('keeps the rows of a pause cast in PGlite, readable after the service stops', async () => {

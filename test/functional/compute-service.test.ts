@@ -73,8 +73,9 @@ describe('novamon-compute serving Nova\'s compute RPC on a real QEMU guest', () 
 
   afterAll(async () => {
     await sql?.end();
-    await compute?.cleanup();
+    // The guest first: it was relaunched under a new pid whose pidfile lives in the compute's state dir.
     await guest?.stop();
+    await compute?.cleanup();
     await db?.drop();
   });
 
