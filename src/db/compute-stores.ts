@@ -124,7 +124,6 @@ async function applyEntry(repos: Repos, e: SpoolEntry, resolve: (id: number) => 
       return repos.actions.startEvent(id('actionId'), a['event'] as string, a['host'] as string);
     case 'actions.finishEvent':
       await repos.actions.finishEvent(id('eventId'), a['result'] as 'Success' | 'Error', (a['traceback'] as string | null) ?? null);
-      await repos.actions.finish(id('actionId'));
       return undefined;
     case 'diagnostics.record': {
       const s = a as unknown as DiagnosticsSnapshotInput & { capturedAt?: string };
@@ -353,10 +352,8 @@ export function createComputeStores(db: Database, logger?: Logger, options: Comp
           'actions.finishEvent',
           { actionId: rid(actionId), eventId: rid(eventId), result, traceback },
           [actionId, eventId],
-          async () => {
-            await actions.finishEvent(rid(eventId), result, traceback);
-            await actions.finish(rid(actionId));
-          },
+          // finishEvent also closes the action once its last event is done: one transaction, no second trip.
+          () => actions.finishEvent(rid(eventId), result, traceback),
           () => undefined,
         ),
     },
