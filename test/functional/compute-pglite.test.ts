@@ -7,19 +7,37 @@ import { createDatabase } from '../../src/db/knex.js';
 import { silentLogger } from '../../src/logging.js';
 import { RABBIT_URL, runPython, startComputeService, type ComputeService } from '../fixtures/compute-service.js';
 import { startFixtureGuest, type FixtureGuest } from '../fixtures/guest.js';
+import { freePort } from '../fixtures/scratch.js';
 
 let compute: ComputeService;
 let guest: FixtureGuest;
+let opsPort: number;
 const uuid = randomUUID();
 
 beforeAll(async () => {
-  compute = await startComputeService({ databaseUrl: '' });
+  opsPort = await freePort();
+  compute = await startComputeService({ databaseUrl: '', config: { oslo_middleware: { enabled: true, port: opsPort } } });
   guest = await startFixtureGuest({ instancesPath: compute.instancesPath, name: 'instance-0000001b', uuid });
 });
 
 afterAll(async () => {
   await guest?.stop();
   await compute?.cleanup();
+});
+
+it('answers /healthcheck and /metrics on its operations listener', async () => {
+  const health = await fetch(`http://127.0.0.1:${opsPort}/healthcheck`);
+  expect([health.status, await health.text()]).toEqual([200, 'OK']);
+  await runPython('nova_rpcapi.py', {
+    url: RABBIT_URL,
+    exchange: compute.exchange,
+    host: compute.host,
+    instance: { uuid, id: 0x1b },
+    ops: [{ method: 'get_console_output', args: { tail_length: 1 } }],
+  });
+  const metrics = await (await fetch(`http://127.0.0.1:${opsPort}/metrics`)).text();
+  expect(metrics).toMatch(/novamon_rpc_messages_total\{[^}]*method="get_console_output"[^}]*outcome="ok"[^}]*\} 1/);
+  expect(metrics).toMatch(/novamon_qmp_connections\{[^}]*\} [1-9]/);
 });
 
 it('keeps the rows of a pause cast in PGlite, readable after the service stops', async () => {
