@@ -176,6 +176,11 @@ export class ComputeManager {
       arguments: command.kind === 'qmp' ? (command.arguments ?? null) : null,
       allowed: decision.allowed,
     });
+    const commandText = command.kind === 'qmp' ? command.execute : command.commandLine;
+    this.log.info(
+      { instance_uuid: instance.uuid, request_id: ctx.requestId, user_id: ctx.userId, kind: command.kind, command: commandText.slice(0, 200), allowed: decision.allowed, audit_id: auditId },
+      'monitor command',
+    );
     if (!decision.allowed) {
       await this.stores.audit.finish(auditId, { result: 'refused', error: decision.error.message, durationMs: 0 });
       throw decision.error;
@@ -257,10 +262,6 @@ export class ComputeManager {
       await this.sync.discover();
       return this.resolver.resolve(identity);
     }
-  }
-
-  get logger(): Logger {
-    return this.log;
   }
 }
 
