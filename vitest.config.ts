@@ -16,24 +16,11 @@ export default defineConfig({
         test: {
           name: 'functional',
           include: ['test/functional/**/*.test.ts'],
-          // Runs alone (project functional-alone): its 50-bridge load phase against real guests' VNC
-          // servers was starved by the other files' TCG guests on two cores.
-          exclude: ['test/functional/consoleproxy-e2e.test.ts'],
           setupFiles: ['reflect-metadata'],
           testTimeout: 120_000,
           hookTimeout: 180_000,
           // Two cores: QEMU guests under TCG compete with the tests for CPU.
           maxWorkers: 2,
-        },
-      },
-      {
-        test: {
-          name: 'functional-alone',
-          include: ['test/functional/consoleproxy-e2e.test.ts'],
-          setupFiles: ['reflect-metadata'],
-          testTimeout: 120_000,
-          hookTimeout: 180_000,
-          maxWorkers: 1,
         },
       },
       {
