@@ -170,8 +170,7 @@ function reader(ws: WebSocket) {
 }
 
 /** The RFB 3.8 handshake with security type None, then one full framebuffer update request. */
-async function rfbSession(ws: WebSocket): Promise<{ width: number; height: number; updateBytes: number }> {
-  const r = readerOf(ws);
+async function rfbSession(ws: WebSocket, r: Reader = readerOf(ws)): Promise<{ width: number; height: number; updateBytes: number }> {
   expect((await r.take(12)).toString()).toBe('RFB 003.008\n');
   ws.send(Buffer.from('RFB 003.008\n'));
   const count = (await r.take(1))[0] ?? 0;
@@ -426,19 +425,21 @@ describe('novamon-novncproxy under load', () => {
     onTestFinished(() => clearInterval(sampler));
     const started = Date.now();
     const origin = { Origin: `http://127.0.0.1:${proxyPort}` };
-    const sockets = await Promise.all([...echoTokens, ...guestTokens].map((t) => openWs(`/?token=${t}`, origin)));
-    const echoWs = sockets.slice(0, 40);
-    const guestWs = sockets.slice(40);
+    // Each socket gets its reader as soon as it opens: a guest's VNC server greets at once, and bytes that
+    // arrive before a 'message' listener exists are gone.
+    const opened = await Promise.all([...echoTokens, ...guestTokens].map((t) => openWs(`/?token=${t}`, origin).then((ws) => ({ ws, r: readerOf(ws) }))));
+    const sockets = opened.map((o) => o.ws);
+    const echoWs = opened.slice(0, 40);
+    const guestWs = opened.slice(40);
 
     const payloadBytes = 256 * 1024;
-    const echoResults = echoWs.map(async (ws) => {
-      const r = readerOf(ws);
+    const echoResults = echoWs.map(async ({ ws, r }) => {
       const payload = randomBytes(payloadBytes);
       for (let off = 0; off < payload.length; off += 16 * 1024) ws.send(payload.subarray(off, off + 16 * 1024));
       const back = await r.take(payload.length, 60_000);
       return createHash('sha256').update(back).digest('hex') === createHash('sha256').update(payload).digest('hex');
     });
-    const guestResults = guestWs.map((ws) => rfbSession(ws));
+    const guestResults = guestWs.map(({ ws, r }) => rfbSession(ws, r));
     expect(await Promise.all(echoResults)).toEqual(Array(40).fill(true));
     const sessions = await Promise.all(guestResults);
     for (const s of sessions) expect(s.width).toBe(720);
