@@ -75,8 +75,8 @@ export class ConsoleTypeUnavailable extends NovaException {
 
 export class ConsoleNotAvailable extends NovaException {
   override readonly code = 404;
-  constructor() {
-    super('Guest does not have a console available.');
+  constructor(options?: { cause?: unknown }) {
+    super('Guest does not have a console available.', {}, options);
   }
 }
 

@@ -94,7 +94,8 @@ export class InstanceRecorder {
     if (err instanceof InstanceNotFound) return;
     const code = err instanceof NovaException ? err.code : 500;
     const message = err instanceof Error ? err.message : String(err);
-    this.log.warn({ instance_uuid: instance.uuid, request_id: ctx.requestId, err: message }, 'instance fault');
+    const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : undefined;
+    this.log.warn({ instance_uuid: instance.uuid, request_id: ctx.requestId, err: message, cause }, 'instance fault');
     try {
       await this.stores.faults.record({ instanceUuid: instance.uuid, code, message: message.slice(0, 255), details: traceback(err), host: this.settings.host });
     } catch (dbErr) {
