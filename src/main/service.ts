@@ -8,6 +8,7 @@ import type { Config } from '../config/options.js';
 import type { Logger } from '../logging.js';
 import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
 import { RpcClient } from '../rpc/client.js';
+import type { QueueTuning } from '../rpc/topology.js';
 
 /** `--config-file` (repeatable; later files win), parsed from argv. */
 export function serviceConfigFiles(name: string, description: string, argv: string[]): string[] {
@@ -22,6 +23,7 @@ export function amqpConnection(config: Config, logger: Logger, service: string):
   const rabbit = config.oslo_messaging_rabbit;
   return new AmqpConnectionManager({
     transportUrl: config.DEFAULT.transport_url,
+    failoverStrategy: rabbit.kombu_failover_strategy,
     logger,
     heartbeatSeconds: rabbit.heartbeat_timeout_threshold,
     retryIntervalMs: rabbit.rabbit_retry_interval * 1000,
@@ -32,9 +34,18 @@ export function amqpConnection(config: Config, logger: Logger, service: string):
 }
 
 /** The queue flags every novamon peer declares, as oslo derives them from its options. */
-export function queueFlags(config: Config): { durableQueues: boolean; quorumQueues: boolean; autoDelete: boolean; transientQueueTtlMs: number } {
+export function queueFlags(config: Config): { durableQueues: boolean; quorumQueues: boolean; autoDelete: boolean; transientQueueTtlMs: number; queueTuning: QueueTuning } {
   const rabbit = config.oslo_messaging_rabbit;
+  if (rabbit.rabbit_quorum_queue && rabbit.rabbit_ha_queues) {
+    throw new ConfigError('[oslo_messaging_rabbit] rabbit_quorum_queue and rabbit_ha_queues are both enabled: a queue is quorum or HA (mirrored), not both');
+  }
   return {
+    queueTuning: {
+      haQueues: rabbit.rabbit_ha_queues,
+      quorumDeliveryLimit: rabbit.rabbit_quorum_delivery_limit,
+      quorumMaxMemoryLength: rabbit.rabbit_quroum_max_memory_length,
+      quorumMaxMemoryBytes: rabbit.rabbit_quroum_max_memory_bytes,
+    },
     durableQueues: rabbit.amqp_durable_queues || rabbit.rabbit_quorum_queue,
     quorumQueues: rabbit.rabbit_quorum_queue,
     autoDelete: rabbit.amqp_auto_delete,

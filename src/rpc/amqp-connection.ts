@@ -2,6 +2,8 @@
 // backoff (rabbit_retry_interval + n * rabbit_retry_backoff, capped at rabbit_interval_max) plus jitter, and
 // emits 'connected' (the amqplib ChannelModel) after every (re)connect so owners re-open channels and
 // re-declare topology, which does not survive a broker restart. 'disconnected' (Error) when it is lost.
+// With several hosts (a cluster) it fails over as oslo and kombu do: the host list is shuffled once, a
+// failed host is followed at once by the next one, and the backoff applies only after a whole round failed.
 
 import { EventEmitter } from 'node:events';
 import { connect, type ChannelModel, type Options } from 'amqplib';
@@ -40,6 +42,8 @@ export interface AmqpConnectionOptions {
   connectTimeoutMs?: number;
   /** Shown in RabbitMQ's connection list. */
   connectionName?: string;
+  /** kombu_failover_strategy: after a failure, the next host in order or a random other one. */
+  failoverStrategy?: 'round-robin' | 'shuffle';
 }
 
 /** Parse an oslo rabbit transport_url into amqplib connect options, one per host. */
@@ -79,12 +83,24 @@ export function parseTransportUrl(url: string): Options.Connect[] {
   });
 }
 
+function shuffled<T>(items: T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j] as T, a[i] as T];
+  }
+  return a;
+}
+
 @injectable()
 export class AmqpConnectionManager extends EventEmitter {
   private model: ChannelModel | null = null;
   private closing = false;
   private started = false;
+  /** Whole rounds over the host list that failed in a row (drives the backoff). */
   private attempt = 0;
+  /** Hosts that failed in the current round. */
+  private failedInRound = 0;
   private hostIndex = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly targets: Options.Connect[];
@@ -97,7 +113,8 @@ export class AmqpConnectionManager extends EventEmitter {
 
   constructor(private readonly opts: AmqpConnectionOptions) {
     super();
-    this.targets = parseTransportUrl(opts.transportUrl);
+    // oslo shuffles a cluster's hosts so a fleet spreads over the nodes; kombu then goes round-robin.
+    this.targets = shuffled(parseTransportUrl(opts.transportUrl));
     this.log = opts.logger.child({ component: 'amqp' });
     this.heartbeat = opts.heartbeatSeconds ?? 60;
     this.retryIntervalMs = opts.retryIntervalMs ?? 1000;
@@ -150,6 +167,12 @@ export class AmqpConnectionManager extends EventEmitter {
     return withTimeout(this.nextConnect, timeoutMs, 'waiting for the AMQP connection');
   }
 
+  private nextHost(): void {
+    const n = this.targets.length;
+    const step = this.opts.failoverStrategy === 'shuffle' && n > 1 ? 1 + Math.floor(Math.random() * (n - 1)) : 1;
+    this.hostIndex = (this.hostIndex + step) % n;
+  }
+
   private nextDelayMs(): number {
     const base = Math.min(this.intervalMaxMs, this.retryIntervalMs + this.retryBackoffMs * Math.max(0, this.attempt - 1));
     // +-20% jitter so a fleet restarted by the same broker outage does not reconnect in lockstep.
@@ -160,7 +183,6 @@ export class AmqpConnectionManager extends EventEmitter {
     if (this.closing) return;
     const target = this.targets[this.hostIndex % this.targets.length] as Options.Connect;
     const where = `${target.hostname}:${target.port}`;
-    this.attempt++;
     let model: ChannelModel | null = null;
     // noDelay: replies are small and latency-bound; Nagle would hold them back for an ACK.
     const attempt = connect(
@@ -172,8 +194,14 @@ export class AmqpConnectionManager extends EventEmitter {
     } catch (err) {
       // A late success after our timeout must not leak a connection.
       attempt.then((m) => m.close().catch(() => undefined), () => undefined);
-      this.hostIndex++;
-      const delay = this.nextDelayMs();
+      this.nextHost();
+      this.failedInRound++;
+      let delay = 0;
+      if (this.failedInRound >= this.targets.length) {
+        this.failedInRound = 0;
+        this.attempt++;
+        delay = this.nextDelayMs();
+      }
       this.log.warn({ err: String(err), host: where, attempt: this.attempt, retryInMs: Math.round(delay) }, 'AMQP connect failed');
       this.schedule(delay);
       return;
@@ -183,6 +211,7 @@ export class AmqpConnectionManager extends EventEmitter {
       return;
     }
     this.attempt = 0;
+    this.failedInRound = 0;
     this.model = model;
     model.on('error', (err: Error) => this.log.warn({ err: err.message }, 'AMQP connection error'));
     model.on('blocked', (reason: string) => this.log.warn({ reason }, 'AMQP connection blocked by the broker'));
@@ -205,8 +234,14 @@ export class AmqpConnectionManager extends EventEmitter {
     const e = err ?? new Error('AMQP connection closed');
     this.log.warn({ err: e.message }, 'AMQP connection lost; reconnecting');
     this.emit('disconnected', e);
-    this.attempt = 1;
-    this.schedule(this.nextDelayMs());
+    if (this.targets.length > 1) {
+      // A cluster: the node we lost is the least likely to take us back, so the next one is tried at once.
+      this.nextHost();
+      this.schedule(0);
+    } else {
+      this.attempt = 1;
+      this.schedule(this.nextDelayMs());
+    }
   }
 
   /** Close the connection and stop reconnecting. Owners should close their channels first. */

@@ -10,7 +10,7 @@ import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
 import { contextToMessage, type RequestContext } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { parseFailure } from './failure.js';
-import { fanoutExchangeName, fanoutExchangeSpec, replyQueueSpec, topicExchangeSpec } from './topology.js';
+import { fanoutExchangeName, fanoutExchangeSpec, type QueueTuning, replyQueueSpec, topicExchangeSpec } from './topology.js';
 
 export const RpcClientId = Symbol.for('novamon.RpcClient');
 
@@ -44,6 +44,8 @@ export interface RpcClientOptions {
   durableQueues?: boolean;
   quorumQueues?: boolean;
   autoDelete?: boolean;
+  /** rabbit_ha_queues (x-ha-policy on the reply queue too). */
+  queueTuning?: QueueTuning;
 }
 
 // oslo's properties for calls and casts (samples/oslo-rabbit-wire.json); calls add `expiration`.
@@ -209,7 +211,7 @@ export class RpcClient {
       if (this.session === s) this.session = null;
     });
     try {
-      const q = replyQueueSpec(this.replyQueue, { transientQueueTtlMs: this.opts.transientQueueTtlMs ?? 1800000 });
+      const q = replyQueueSpec(this.replyQueue, { transientQueueTtlMs: this.opts.transientQueueTtlMs ?? 1800000, haQueues: this.opts.queueTuning?.haQueues ?? false });
       await withTimeout(ch.assertQueue(q.name, q.options), t, 'declaring the reply queue');
       const ok = await withTimeout(ch.consume(q.name, (m) => this.onReply(m), { noAck: true }), t, 'basic.consume');
       s.consumerTag = ok.consumerTag;

@@ -16,7 +16,7 @@ import { DEFAULT_MAX_BODY_BYTES, decodeEnvelope, encodeEnvelopeText, pyJsonDumps
 import { MalformedMessage, serializeFailure, WireException } from './failure.js';
 import { type IncomingRequest, parseRequest, type ReplyTarget, replyTargetOf, sniffReplyTarget } from './message.js';
 import { TaskScheduler } from './scheduler.js';
-import { serverTopology, declareServerTopology, type ServerTopology } from './topology.js';
+import { serverTopology, declareServerTopology, type QueueTuning, type ServerTopology } from './topology.js';
 
 export const RpcServerId = Symbol.for('novamon.RpcServer');
 
@@ -40,6 +40,8 @@ export interface RpcServerOptions {
   prefetch: number;
   durableQueues: boolean;
   quorumQueues: boolean;
+  /** rabbit_ha_queues and the quorum queue limits. */
+  queueTuning?: QueueTuning;
   /** x-expires of the fanout queue; 0 = none. */
   transientQueueTtlMs: number;
   logger: Logger;
@@ -118,6 +120,7 @@ export class RpcServer {
       autoDelete: opts.autoDelete ?? false,
       quorumQueues: opts.quorumQueues,
       transientQueueTtlMs: opts.transientQueueTtlMs,
+      ...opts.queueTuning,
     });
     this.dedupe = new DedupeCache(opts.dedupe);
     this.scheduler = new TaskScheduler(opts.prefetch);

@@ -13,6 +13,34 @@ export interface QueueFlags {
   quorumQueues: boolean;
   /** rabbit_transient_queues_ttl in ms: x-expires of fanout and reply queues; 0 = none. */
   transientQueueTtlMs: number;
+  /** rabbit_ha_queues: `x-ha-policy: all` on every queue (mirrored queues of RabbitMQ before 3.0). */
+  haQueues?: boolean;
+  /** rabbit_quorum_delivery_limit, rabbit_quroum_max_memory_length / _bytes (oslo's spelling); 0 = unset. */
+  quorumDeliveryLimit?: number;
+  quorumMaxMemoryLength?: number;
+  quorumMaxMemoryBytes?: number;
+}
+
+/** The options that only add queue arguments (rabbit_ha_queues and the quorum limits). */
+export type QueueTuning = Pick<QueueFlags, 'haQueues' | 'quorumDeliveryLimit' | 'quorumMaxMemoryLength' | 'quorumMaxMemoryBytes'>;
+
+/**
+ * oslo's _get_queue_arguments: `x-ha-policy` for every queue when rabbit_ha_queues is set; for the topic
+ * queues under rabbit_quorum_queue `x-queue-type: quorum` and the optional limits; `x-expires` for the
+ * transient ones. Both kinds at once is a configuration error in oslo, and here.
+ */
+export function queueArguments(f: Partial<QueueFlags>, opts: { quorum: boolean; expiresMs: number }): Record<string, unknown> | undefined {
+  if (f.haQueues && f.quorumQueues) throw new Error('rabbit_quorum_queue and rabbit_ha_queues are both enabled: a queue is quorum or HA (mirrored), not both');
+  const args: Record<string, unknown> = {};
+  if (f.haQueues) args['x-ha-policy'] = 'all';
+  if (opts.quorum) {
+    args['x-queue-type'] = 'quorum';
+    if (f.quorumDeliveryLimit) args['x-delivery-limit'] = f.quorumDeliveryLimit;
+    if (f.quorumMaxMemoryLength) args['x-max-in-memory-length'] = f.quorumMaxMemoryLength;
+    if (f.quorumMaxMemoryBytes) args['x-max-in-memory-bytes'] = f.quorumMaxMemoryBytes;
+  }
+  if (opts.expiresMs > 0) args['x-expires'] = opts.expiresMs;
+  return Object.keys(args).length > 0 ? args : undefined;
 }
 
 export interface ExchangeSpec {
@@ -33,10 +61,11 @@ export function topicExchangeSpec(name: string, f: QueueFlags): ExchangeSpec {
 
 /** The shared `<topic>` queue and the per-host `<topic>.<server>` queue. */
 export function topicQueueSpec(name: string, f: QueueFlags): QueueSpec {
+  const args = queueArguments(f, { quorum: f.quorumQueues, expiresMs: 0 });
   if (f.quorumQueues) {
-    return { name, options: { durable: true, autoDelete: false, exclusive: false, arguments: { 'x-queue-type': 'quorum' } } };
+    return { name, options: { durable: true, autoDelete: false, exclusive: false, arguments: args } };
   }
-  return { name, options: { durable: f.durableQueues, autoDelete: f.autoDelete ?? false, exclusive: false } };
+  return { name, options: { durable: f.durableQueues, autoDelete: f.autoDelete ?? false, exclusive: false, ...(args ? { arguments: args } : {}) } };
 }
 
 export function fanoutExchangeName(topic: string): string {
@@ -47,18 +76,20 @@ export function fanoutExchangeSpec(topic: string): ExchangeSpec {
   return { name: fanoutExchangeName(topic), type: 'fanout', options: { durable: false, autoDelete: true } };
 }
 
-function transientArgs(f: Pick<QueueFlags, 'transientQueueTtlMs'>): Record<string, unknown> | undefined {
-  return f.transientQueueTtlMs > 0 ? { 'x-expires': f.transientQueueTtlMs } : undefined;
+type TransientFlags = Pick<QueueFlags, 'transientQueueTtlMs' | 'haQueues'>;
+
+function transientArgs(f: TransientFlags): Record<string, unknown> | undefined {
+  return queueArguments({ haQueues: f.haQueues ?? false }, { quorum: false, expiresMs: f.transientQueueTtlMs });
 }
 
 /** `<topic>_fanout_<uuid hex>`: one per server process, expiring when nobody consumes it. */
-export function fanoutQueueSpec(topic: string, idHex: string, f: Pick<QueueFlags, 'transientQueueTtlMs'>): QueueSpec {
+export function fanoutQueueSpec(topic: string, idHex: string, f: TransientFlags): QueueSpec {
   const args = transientArgs(f);
   return { name: `${topic}_fanout_${idHex}`, options: { durable: false, autoDelete: false, exclusive: false, ...(args ? { arguments: args } : {}) } };
 }
 
 /** `reply_<uuid hex>` on the default exchange, declared by the caller. */
-export function replyQueueSpec(name: string, f: Pick<QueueFlags, 'transientQueueTtlMs'>): QueueSpec {
+export function replyQueueSpec(name: string, f: TransientFlags): QueueSpec {
   const args = transientArgs(f);
   return { name, options: { durable: false, autoDelete: false, exclusive: false, ...(args ? { arguments: args } : {}) } };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTransportUrl } from '../../../src/rpc/amqp-connection.js';
-import { replyQueueSpec, serverTopology } from '../../../src/rpc/topology.js';
+import { queueArguments, replyQueueSpec, serverTopology } from '../../../src/rpc/topology.js';
 
 const defaults = { durableQueues: false, quorumQueues: false, transientQueueTtlMs: 1800000 };
 
@@ -24,6 +24,29 @@ describe('topology (spec table)', () => {
     expect(q.exchange.options.durable).toBe(true);
     expect(q.serverQueue.options).toEqual({ durable: true, autoDelete: false, exclusive: false, arguments: { 'x-queue-type': 'quorum' } });
     expect(serverTopology('n', 'c', 'h', 'a', { ...defaults, transientQueueTtlMs: 0 }).fanoutQueue.options.arguments).toBeUndefined();
+  });
+});
+
+describe('queue arguments for a cluster (oslo _get_queue_arguments)', () => {
+  it('adds the quorum limits to the quorum topic queues only', () => {
+    const q = serverTopology('nova', 'compute', 'h', 'a', { ...defaults, quorumQueues: true, quorumDeliveryLimit: 5, quorumMaxMemoryLength: 100, quorumMaxMemoryBytes: 4096 });
+    expect(q.topicQueue.options).toEqual({
+      durable: true, autoDelete: false, exclusive: false,
+      arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 5, 'x-max-in-memory-length': 100, 'x-max-in-memory-bytes': 4096 },
+    });
+    expect(q.fanoutQueue.options.arguments).toEqual({ 'x-expires': 1800000 });
+  });
+
+  it('puts x-ha-policy: all on every queue under rabbit_ha_queues, the reply queue included', () => {
+    const h = serverTopology('nova', 'compute', 'h', 'a', { ...defaults, haQueues: true });
+    expect(h.topicQueue.options).toEqual({ durable: false, autoDelete: false, exclusive: false, arguments: { 'x-ha-policy': 'all' } });
+    expect(h.serverQueue.options.arguments).toEqual({ 'x-ha-policy': 'all' });
+    expect(h.fanoutQueue.options.arguments).toEqual({ 'x-ha-policy': 'all', 'x-expires': 1800000 });
+    expect(replyQueueSpec('reply_x', { transientQueueTtlMs: 60000, haQueues: true }).options.arguments).toEqual({ 'x-ha-policy': 'all', 'x-expires': 60000 });
+  });
+
+  it('refuses quorum and HA queues together, as oslo does', () => {
+    expect(() => queueArguments({ haQueues: true, quorumQueues: true }, { quorum: true, expiresMs: 0 })).toThrow(/not both/);
   });
 });
 
