@@ -3,7 +3,6 @@
 // the instance confirms over RPC that the port is still that guest's console. Every refusal names the
 // instance when one is known, never the token.
 
-import { inject, injectable } from 'inversify';
 import type { ConsoleAuthTokenRepository } from '../db/console-auth-token-repository.js';
 import type { InstanceRow } from '../db/instance-repository.js';
 import { checkOriginHost, originSchemeMatches } from './origin.js';
@@ -30,7 +29,6 @@ export interface ConsoleRequest {
 export interface ConsolePortValidator {
   validate(req: { instanceUuid: string; computeHost: string; port: number; consoleType: string }): Promise<boolean>;
 }
-export const ConsolePortValidator = Symbol.for('novamon.ConsolePortValidator');
 
 export interface ConsoleAuthorizerSettings {
   /** The console type this proxy serves ('novnc'). */
@@ -42,14 +40,11 @@ export interface ConsoleAuthorizerSettings {
   /** Bound on each database lookup. */
   lookupTimeoutMs: number;
 }
-export const ConsoleAuthorizerSettings = Symbol.for('novamon.ConsoleAuthorizerSettings');
 
 /** The one instances-table read the proxy needs. */
 export interface InstanceHostLookup {
   getByUuid(uuid: string): Promise<Pick<InstanceRow, 'host'> | null>;
 }
-export const InstanceHostLookup = Symbol.for('novamon.InstanceHostLookup');
-export const ConsoleTokens = Symbol.for('novamon.ConsoleProxyTokens');
 
 export type RefusalReason =
   | 'no-token'
@@ -73,13 +68,12 @@ export class ConsoleRefused extends Error {
   }
 }
 
-@injectable()
 export class ConsoleAuthorizer {
   constructor(
-    @inject(ConsoleTokens) private readonly tokens: Pick<ConsoleAuthTokenRepository, 'validate'>,
-    @inject(InstanceHostLookup) private readonly instances: InstanceHostLookup,
-    @inject(ConsolePortValidator) private readonly ports: ConsolePortValidator,
-    @inject(ConsoleAuthorizerSettings) private readonly settings: ConsoleAuthorizerSettings,
+    private readonly tokens: Pick<ConsoleAuthTokenRepository, 'validate'>,
+    private readonly instances: InstanceHostLookup,
+    private readonly ports: ConsolePortValidator,
+    private readonly settings: ConsoleAuthorizerSettings,
   ) {}
 
   /** Resolves to the guest to connect to, or rejects with ConsoleRefused. */

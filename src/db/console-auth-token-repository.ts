@@ -1,8 +1,7 @@
 // console_auth_tokens: the tokens get_vnc_console/get_serial_console hand out and the console proxy
 // checks. Only sha256(token) is stored; a token is valid until `expires` (epoch seconds).
 
-import { inject, injectable } from 'inversify';
-import { Database } from './knex.js';
+import { type Database } from './knex.js';
 import { affectedRows, dateCol, intCol, optStrCol, sha256Hex, strCol, type DbRow } from './rows.js';
 
 export interface ConsoleAuthTokenInput {
@@ -40,7 +39,6 @@ export interface ConsoleAuthTokenRepository {
   /** Removes every token of an instance (Nova does this when the instance goes away). */
   deleteForInstance(instanceUuid: string): Promise<number>;
 }
-export const ConsoleAuthTokenRepository = Symbol.for('novamon.ConsoleAuthTokenRepository');
 
 export function epochSeconds(date: Date): number {
   return Math.floor(date.getTime() / 1000);
@@ -72,9 +70,8 @@ export function consoleTokenFromRow(row: DbRow): ConsoleAuthTokenRow {
 
 const TABLE = 'console_auth_tokens';
 
-@injectable()
 export class KnexConsoleAuthTokenRepository implements ConsoleAuthTokenRepository {
-  constructor(@inject(Database) private readonly db: Database) {}
+  constructor(private readonly db: Database) {}
 
   async create(input: ConsoleAuthTokenInput, opts: { now?: Date } = {}): Promise<ConsoleAuthTokenRow> {
     if (input.token.length === 0) throw new Error('console token must not be empty');

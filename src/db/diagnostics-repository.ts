@@ -2,10 +2,9 @@
 // reported them. record() goes through a write-behind batcher, so a host with many guests writes one
 // multi-row INSERT per batch instead of one per snapshot; it still resolves only after the commit.
 
-import { inject, injectable, optional } from 'inversify';
 import type { Diagnostics, LegacyDiagnostics } from '../virt/driver.js';
 import { WriteBehindBatcher } from './batcher.js';
-import { Database } from './knex.js';
+import { type Database } from './knex.js';
 import { affectedRows, dateCol, intCol, jsonCol, jsonParam, optStrCol, strCol, type DbRow } from './rows.js';
 
 export interface DiagnosticsSnapshotInput {
@@ -33,8 +32,6 @@ export interface DiagnosticsBatching {
   maxDelayMs: number;
   maxRows: number;
 }
-/** Optional binding: batching parameters for DiagnosticsRepository (default 50 ms / 200 rows). */
-export const DiagnosticsBatching = Symbol.for('novamon.DiagnosticsBatching');
 
 export interface DiagnosticsRepository {
   /** Batched write; resolves once the snapshot is committed. */
@@ -49,7 +46,6 @@ export interface DiagnosticsRepository {
   /** Writes what the batcher still holds and refuses further record() calls. */
   close(): Promise<void>;
 }
-export const DiagnosticsRepository = Symbol.for('novamon.DiagnosticsRepository');
 
 export function diagnosticsFromRow(row: DbRow): DiagnosticsSnapshotRow {
   return {
@@ -76,13 +72,12 @@ export function diagnosticsToRow(s: DiagnosticsSnapshotInput): DbRow {
 
 const TABLE = 'instance_diagnostics';
 
-@injectable()
 export class KnexDiagnosticsRepository implements DiagnosticsRepository {
   private readonly batcher: WriteBehindBatcher<DiagnosticsSnapshotInput>;
 
   constructor(
-    @inject(Database) private readonly db: Database,
-    @optional() @inject(DiagnosticsBatching) batching?: DiagnosticsBatching,
+    private readonly db: Database,
+    batching?: DiagnosticsBatching,
   ) {
     this.batcher = new WriteBehindBatcher({
       maxDelayMs: batching?.maxDelayMs ?? 50,

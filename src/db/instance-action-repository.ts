@@ -2,9 +2,8 @@
 // each manager method that ran for it (event, with result and traceback), which is what
 // `openstack server event list/show` shows. An action is finished when its last open event finishes.
 
-import { inject, injectable } from 'inversify';
 import type { Knex } from 'knex';
-import { Database } from './knex.js';
+import { type Database } from './knex.js';
 import { dateCol, intCol, optDateCol, optStrCol, strCol, truncate, type DbRow } from './rows.js';
 
 export type ActionEventResult = 'Success' | 'Error';
@@ -66,7 +65,6 @@ export interface InstanceActionRepository {
   listForInstance(instanceUuid: string): Promise<InstanceActionRow[]>;
   getByRequestId(instanceUuid: string, requestId: string): Promise<InstanceActionWithEvents | null>;
 }
-export const InstanceActionRepository = Symbol.for('novamon.InstanceActionRepository');
 
 export function actionFromRow(row: DbRow): InstanceActionRow {
   return {
@@ -102,9 +100,8 @@ export function actionEventFromRow(row: DbRow): InstanceActionEventRow {
 const ACTIONS = 'instance_actions';
 const EVENTS = 'instance_actions_events';
 
-@injectable()
 export class KnexInstanceActionRepository implements InstanceActionRepository {
-  constructor(@inject(Database) private readonly db: Database) {}
+  constructor(private readonly db: Database) {}
 
   async start(input: ActionStart): Promise<number> {
     const k = this.db.knex;

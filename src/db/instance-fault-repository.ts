@@ -1,8 +1,7 @@
 // instance_faults: records why an operation on an instance failed (Nova's fault: code, message,
 // traceback as details, host), newest first when listed, as `nova instance-action`/server show read them.
 
-import { inject, injectable } from 'inversify';
-import { Database } from './knex.js';
+import { type Database } from './knex.js';
 import { dateCol, intCol, optStrCol, strCol, truncate, type DbRow } from './rows.js';
 
 export interface InstanceFaultInput {
@@ -30,7 +29,6 @@ export interface InstanceFaultRepository {
   /** Newest first. */
   listForInstance(instanceUuid: string, opts?: { limit?: number }): Promise<InstanceFaultRow[]>;
 }
-export const InstanceFaultRepository = Symbol.for('novamon.InstanceFaultRepository');
 
 export function faultFromRow(row: DbRow): InstanceFaultRow {
   return {
@@ -44,9 +42,8 @@ export function faultFromRow(row: DbRow): InstanceFaultRow {
   };
 }
 
-@injectable()
 export class KnexInstanceFaultRepository implements InstanceFaultRepository {
-  constructor(@inject(Database) private readonly db: Database) {}
+  constructor(private readonly db: Database) {}
 
   async record(fault: InstanceFaultInput): Promise<InstanceFaultRow> {
     const rows = (await this.db

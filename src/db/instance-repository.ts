@@ -2,9 +2,8 @@
 // instances arriving over RPC and by guests discovered on the hypervisor. Rows are camelCase here,
 // snake_case (Nova's column names) in the database.
 
-import { inject, injectable } from 'inversify';
 import { InstanceConflict, isUniqueViolation } from './errors.js';
-import { Database } from './knex.js';
+import { type Database } from './knex.js';
 import { dateCol, intCol, optDateCol, optIntCol, optStrCol, strCol, toColumns, type DbRow } from './rows.js';
 
 export interface InstanceRow {
@@ -99,7 +98,6 @@ export interface InstanceRepository {
   /** Nova's soft delete: deleted = id, deleted_at = now. True when a live row was deleted. */
   softDelete(uuid: string): Promise<boolean>;
 }
-export const InstanceRepository = Symbol.for('novamon.InstanceRepository');
 
 export function instanceFromRow(row: DbRow): InstanceRow {
   return {
@@ -126,9 +124,8 @@ export function instanceFromRow(row: DbRow): InstanceRow {
 
 const TABLE = 'instances';
 
-@injectable()
 export class KnexInstanceRepository implements InstanceRepository {
-  constructor(@inject(Database) private readonly db: Database) {}
+  constructor(private readonly db: Database) {}
 
   async getByUuid(uuid: string, opts: { includeDeleted?: boolean } = {}): Promise<InstanceRow | null> {
     const q = this.db.knex(TABLE).where({ uuid });

@@ -3,8 +3,7 @@
 // command is one record() call. Nothing here is batched: the row must be committed before QEMU sees
 // the command.
 
-import { inject, injectable } from 'inversify';
-import { Database } from './knex.js';
+import { type Database } from './knex.js';
 import { boolCol, dateCol, intCol, jsonCol, jsonParam, optDateCol, optIntCol, optStrCol, strCol, toColumns, type DbRow } from './rows.js';
 
 export type MonitorKind = 'qmp' | 'hmp';
@@ -60,7 +59,6 @@ export interface MonitorAuditRepository {
   /** Newest first. */
   listForInstance(instanceUuid: string, opts?: { limit?: number }): Promise<MonitorAuditRow[]>;
 }
-export const MonitorAuditRepository = Symbol.for('novamon.MonitorAuditRepository');
 
 export function auditFromRow(row: DbRow): MonitorAuditRow {
   return {
@@ -90,9 +88,8 @@ function entryColumns(entry: MonitorAuditInput): DbRow {
 
 const TABLE = 'monitor_audit';
 
-@injectable()
 export class KnexMonitorAuditRepository implements MonitorAuditRepository {
-  constructor(@inject(Database) private readonly db: Database) {}
+  constructor(private readonly db: Database) {}
 
   async begin(entry: MonitorAuditInput): Promise<number> {
     const rows = (await this.db

@@ -1,7 +1,7 @@
 // A bounded, crash-safe write spool: writes that must not be lost while the database is away are appended
 // to `<dir>/journal.jsonl` (one JSON line per write, fsynced per batch before the caller hears "durable"),
 // replayed in order by an applier once the database answers, and checkpointed so a restart replays only
-// what had not reached the database. It knows nothing of the tables; the applier (compute-stores) does.
+// what had not reached the database. It knows nothing of the tables; the applier (src/db/spool-replayer.ts) does.
 
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';

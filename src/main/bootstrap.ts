@@ -14,7 +14,7 @@ import { MonitorPolicy } from '../compute/monitor-policy.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
 import { createDatabase, Database } from '../db/knex.js';
 import { syncSchema } from '../db/migrate.js';
-import { createComputeStores } from '../db/compute-stores.js';
+import { createComputeStores } from './compute-stores.js';
 import { createLogger, RootLogger, type Logger } from '../logging.js';
 import { ComputeDriver } from '../virt/driver.js';
 import { createDriver } from './drivers.js';

@@ -6,7 +6,7 @@ import { Container } from 'inversify';
 import { ComputeManager } from '../compute/manager.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
 import { ComputeStores } from '../compute/tokens.js';
-import type { ComputeStoresWithClose } from '../db/compute-stores.js';
+import type { ComputeStoresWithClose } from './compute-stores.js';
 import { ComputeDriver, type ComputeDriver as ComputeDriverType } from '../virt/driver.js';
 import { RpcDispatcher } from '../rpc/dispatcher.js';
 import { RpcServer } from '../rpc/server.js';

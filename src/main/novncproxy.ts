@@ -4,7 +4,7 @@
 
 import 'reflect-metadata';
 import { ConfigError } from '../config/loader.js';
-import { createConsoleProxy } from '../consoleproxy/service.js';
+import { createConsoleProxy } from './consoleproxy.js';
 import { loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
 import { amqpConnection, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
 

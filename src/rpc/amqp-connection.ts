@@ -7,10 +7,7 @@
 
 import { EventEmitter } from 'node:events';
 import { connect, type ChannelModel, type Options } from 'amqplib';
-import { injectable } from 'inversify';
 import { type Logger } from '../logging.js';
-
-export const AmqpConnectionManagerId = Symbol.for('novamon.AmqpConnectionManager');
 
 export class AmqpTimeoutError extends Error {
   override readonly name = 'AmqpTimeoutError';
@@ -92,7 +89,6 @@ function shuffled<T>(items: T[]): T[] {
   return a;
 }
 
-@injectable()
 export class AmqpConnectionManager extends EventEmitter {
   private model: ChannelModel | null = null;
   private closing = false;

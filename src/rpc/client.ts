@@ -4,7 +4,6 @@
 
 import { randomUUID } from 'node:crypto';
 import { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
-import { injectable } from 'inversify';
 import { type Logger } from '../logging.js';
 import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
 import { contextToMessage, type RequestContext } from './context.js';
@@ -12,7 +11,6 @@ import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { parseFailure } from './failure.js';
 import { fanoutExchangeName, fanoutExchangeSpec, type QueueTuning, replyQueueSpec, topicExchangeSpec } from './topology.js';
 
-export const RpcClientId = Symbol.for('novamon.RpcClient');
 
 export class MessagingTimeout extends Error {
   override readonly name = 'MessagingTimeout';
@@ -71,7 +69,6 @@ function hexId(): string {
   return randomUUID().replaceAll('-', '');
 }
 
-@injectable()
 export class RpcClient {
   readonly replyQueue = `reply_${hexId()}`;
   private readonly log: Logger;

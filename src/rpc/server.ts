@@ -6,7 +6,6 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from 'amqplib';
-import { injectable } from 'inversify';
 import { NovaException } from '../exception.js';
 import { type Logger } from '../logging.js';
 import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
@@ -18,7 +17,6 @@ import { type IncomingRequest, parseRequest, type ReplyTarget, replyTargetOf, sn
 import { TaskScheduler } from './scheduler.js';
 import { serverTopology, declareServerTopology, type QueueTuning, type ServerTopology } from './topology.js';
 
-export const RpcServerId = Symbol.for('novamon.RpcServer');
 
 export type RpcOutcome = 'ok' | 'failure' | 'malformed' | 'duplicate' | 'requeued';
 
@@ -89,7 +87,6 @@ export function replyMessageText(fragment: string, msgId: string, uniqueId: stri
   return `{${fragment}, "_msg_id": ${pyJsonString(msgId)}, "_unique_id": ${pyJsonString(uniqueId)}}`;
 }
 
-@injectable()
 export class RpcServer {
   private readonly log: Logger;
   private readonly topology: ServerTopology;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createComputeStores } from '../../src/db/compute-stores.js';
+import { createComputeStores } from '../../src/main/compute-stores.js';
 import type { Database } from '../../src/db/knex.js';
 import { SpoolFull } from '../../src/db/spool.js';
 import { silentLogger } from '../../src/logging.js';

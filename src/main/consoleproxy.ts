@@ -7,10 +7,10 @@ import { KnexInstanceRepository } from '../db/instance-repository.js';
 import type { Database } from '../db/knex.js';
 import type { Logger } from '../logging.js';
 import type { RpcClient } from '../rpc/client.js';
-import { ConsoleAuthorizer, type ConsolePortValidator } from './authorizer.js';
-import { allowedOriginHostnames } from './origin.js';
-import { RpcConsolePortValidator } from './rpc-port-validator.js';
-import { NovncProxy, type NovncProxyOptions } from './server.js';
+import { ConsoleAuthorizer, type ConsolePortValidator } from '../consoleproxy/authorizer.js';
+import { allowedOriginHostnames } from '../consoleproxy/origin.js';
+import { RpcConsolePortValidator } from '../consoleproxy/rpc-port-validator.js';
+import { NovncProxy, type NovncProxyOptions } from '../consoleproxy/server.js';
 
 export interface ConsoleProxyDeps {
   config: Config;
