@@ -164,11 +164,15 @@ describe('novamon-compute serving Nova\'s compute RPC on a real QEMU guest', () 
       { kind: 'call', method: 'get_console_output', version: '6.0', args: { instance: inst, tail_length: { x: 1 } } },
       { kind: 'call', method: 'reboot_instance', version: '6.0', args: { instance: inst, reboot_type: 'SIDEWAYS', block_device_info: null } },
       { kind: 'call', method: 'get_console_output', version: '5.0', args: { instance: inst, tail_length: 1 } },
+      { kind: 'call', method: 'stop_instance', version: '6.0', args: { instance: inst, clean_shutdown: true, force: 'yes' } },
     ]);
     expect(out[0]).toMatchObject({ ok: false, exc_type: 'UnsupportedVersion', is_remote_error: true });
     expect(out[1]).toMatchObject({ ok: false, exc_type: 'NoSuchMethod' });
     for (const bad of out.slice(2, 6)) expect(bad, JSON.stringify(bad)).toMatchObject({ ok: false, base_class: 'Invalid', base_module: 'nova.exception' });
     expect(out[6]).toMatchObject({ ok: true });
+    // As Nova's dispatcher: the argument is not silently dropped, the guest is not stopped.
+    expect(out[7]).toMatchObject({ ok: false, base_class: 'TypeError', base_module: 'builtins', message: "stop_instance() got an unexpected keyword argument 'force'" });
+    expect(await row()).toMatchObject({ power_state: 1 });
   });
 
   it('applies a STOP seen on the monitor to the row within a second, and audits monitor commands', async () => {

@@ -10,7 +10,9 @@ import type { MonitorCommand } from '../../virt/driver.js';
 import type { RpcEndpoint } from '../dispatcher.js';
 import { diagnosticsPrimitive } from '../objects/diagnostics.js';
 import { parseInstanceArg } from '../objects/instance.js';
+import { WireException } from '../failure.js';
 import { ObjectFormatError } from '../objects/primitive.js';
+import { pyStrRepr } from '../pyrepr.js';
 
 export const COMPUTE_RPC_VERSIONS = ['6.1', '5.13'] as const;
 
@@ -49,6 +51,43 @@ export function parseMonitorCommand(command: unknown, hmp: unknown): MonitorComm
   const result = qmpCommand.safeParse(parsed);
   if (!result.success) throw new Invalid('Invalid argument command: QMP needs {"execute": NAME, "arguments": {...}}');
   return { kind: 'qmp', execute: result.data.execute, arguments: result.data.arguments };
+}
+
+/**
+ * Each method's keyword arguments, as Nova's ComputeManager declares them (the 5.x proxy passes these
+ * through unchanged). Anything else is answered as oslo's dispatcher answers it: calling the Python
+ * method raises TypeError, and Nova's decorators re-raise it through inspect.getcallargs, whose message
+ * names the bare function and the first unexpected argument in the order the caller sent them.
+ */
+const METHOD_PARAMS: Readonly<Record<string, readonly string[]>> = {
+  get_console_output: ['instance', 'tail_length'],
+  get_instance_diagnostics: ['instance'],
+  get_diagnostics: ['instance'],
+  get_vnc_console: ['console_type', 'instance'],
+  get_serial_console: ['console_type', 'instance'],
+  validate_console_port: ['instance', 'port', 'console_type'],
+  stop_instance: ['instance', 'clean_shutdown'],
+  start_instance: ['instance'],
+  pause_instance: ['instance'],
+  unpause_instance: ['instance'],
+  reboot_instance: ['instance', 'block_device_info', 'reboot_type'],
+  get_host_uptime: [],
+  monitor_command: ['instance', 'command', 'hmp'],
+};
+
+/** Python's TypeError for a keyword argument the method does not take (builtins are re-raised by every oslo client). */
+export class UnexpectedKeywordArgument extends WireException {
+  constructor(method: string, argName: string) {
+    super('builtins', 'TypeError', `${method}() got an unexpected keyword argument ${pyStrRepr(argName)}`);
+  }
+}
+
+/** The first argument `method` does not take, or null. */
+export function unexpectedArgument(method: string, args: Record<string, unknown>): string | null {
+  const params = METHOD_PARAMS[method];
+  if (!params) return null;
+  for (const name of Object.keys(args)) if (!params.includes(name)) return name;
+  return null;
 }
 
 const ORDERED_METHODS = new Set(['stop_instance', 'start_instance', 'pause_instance', 'unpause_instance', 'reboot_instance']);
@@ -94,7 +133,10 @@ export class ComputeEndpoint implements RpcEndpoint {
 
   handle(method: string, ctx: RequestContext, args: Record<string, unknown>): Promise<unknown> | undefined {
     const handler = this.hasMethod(method) ? this.handlers[method] : undefined;
-    return handler?.(ctx, args);
+    if (!handler) return undefined;
+    const unexpected = unexpectedArgument(method, args);
+    if (unexpected !== null) return Promise.reject(new UnexpectedKeywordArgument(method, unexpected));
+    return handler(ctx, args);
   }
 
   /** Power actions on one instance run in arrival order; reads run concurrently. */

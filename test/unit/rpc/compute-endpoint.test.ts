@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Invalid } from '../../../src/exception.js';
-import { computeEndpoints, parseMonitorCommand } from '../../../src/rpc/endpoints/compute.js';
+import { computeEndpoints, parseMonitorCommand, UnexpectedKeywordArgument } from '../../../src/rpc/endpoints/compute.js';
+import { serializeFailure } from '../../../src/rpc/failure.js';
 import { instancePrimitive } from '../../../src/rpc/objects/instance.js';
 import { buildHarness, ctx, NAME_A, UUID_A } from '../compute/harness.js';
 
@@ -14,6 +15,24 @@ function endpoint() {
 const instance = instancePrimitive({ uuid: UUID_A, id: 10, host: 'host1' });
 
 describe('compute RPC endpoint', () => {
+  it('answers an argument the method does not take with the TypeError Nova\'s dispatcher raises', async () => {
+    const { h, v6, v5 } = endpoint();
+    for (const ep of [v6, v5]) {
+      const err = await ep.handle('pause_instance', ctx(), { instance, bogus: 1, other: 2 })!.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnexpectedKeywordArgument);
+      // Byte for byte what oslo serialises for Nova Zed (traceback aside): builtins.TypeError, args = [message], kwargs {}.
+      const failure = JSON.parse(serializeFailure(err)) as Record<string, unknown>;
+      expect(failure).toMatchObject({ class: 'TypeError', module: 'builtins', message: "pause_instance() got an unexpected keyword argument 'bogus'", kwargs: {} });
+      expect(failure['args']).toEqual([failure['message']]);
+      expect(serializeFailure(err)).toMatch(/^\{"class": "TypeError", "module": "builtins", "message": "pause_instance\(\) got an unexpected keyword argument 'bogus'", "tb": \[/);
+    }
+    expect((await h.driver.getInfo({ name: NAME_A, uuid: UUID_A })).state).toBe(1);
+    const quoted = await v6.handle('get_host_uptime', ctx(), { "it's\n": 1 })!.catch((e: unknown) => (e as Error).message);
+    expect(quoted).toBe(`get_host_uptime() got an unexpected keyword argument "it's\\n"`);
+    // Every argument Nova sends is still taken.
+    await v6.handle('reboot_instance', ctx(), { instance, block_device_info: null, reboot_type: 'SOFT' });
+  });
+
   it('serves 6.1 and 5.13 with Nova\'s method names', () => {
     const { v6, v5 } = endpoint();
     expect([v6.version, v5.version]).toEqual(['6.1', '5.13']);
