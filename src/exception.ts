@@ -121,8 +121,10 @@ export class MonitorCommandFailed extends NovaException {
 /** A monitor (or hypervisor) call that did not answer within its timeout. */
 export class MonitorTimeout extends NovaException {
   override readonly code = 504;
-  constructor(instanceName: string, seconds: number, options?: { cause?: unknown }) {
-    super(`Timeout waiting for the monitor of ${instanceName} after ${seconds} s`, { err: `timeout after ${seconds} s` }, options);
+  /** `unresponsive`: refused at once, the monitor having answered neither a command nor the liveness ping after it. */
+  constructor(instanceName: string, seconds: number, options?: { cause?: unknown; unresponsive?: boolean }) {
+    const why = options?.unresponsive ? ': unresponsive since an earlier timeout (no answer to a liveness ping)' : ` after ${seconds} s`;
+    super(`Timeout waiting for the monitor of ${instanceName}${why}`, { err: `timeout${why}` }, options);
   }
   override get className(): string {
     return 'InternalError';

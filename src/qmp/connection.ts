@@ -1,6 +1,9 @@
 // One QMP session over a QEMU monitor UNIX socket: greeting and capabilities negotiation, commands
 // correlated with replies by id (many in flight, each with its own timeout), and events dispatched
 // separately. When the socket goes away every pending command fails at once and 'close' is emitted once.
+// A command that times out is followed by a cheap liveness ping (query-version) before its error is
+// reported; if that goes unanswered too, the monitor is marked unresponsive and later commands fail at
+// once, unwritten, until QEMU sends anything again (a frozen QEMU costs one timeout, not one per call).
 
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -24,8 +27,10 @@ export interface QmpConnectOptions {
   connectTimeoutMs: number;
   /** Timeout of execute()/hmp() calls that give none; default 30 s. */
   commandTimeoutMs?: number;
-  /** Longest accepted line, in characters; default 64 MiB. A longer line closes the connection. */
+  /** Longest accepted line, in characters; default 10 MiB. A longer line closes the connection. */
   maxLineLength?: number;
+  /** How long the liveness ping after a timeout may take; default min(commandTimeoutMs, 1 s). */
+  livenessTimeoutMs?: number;
   /** Aborting gives up the connect attempt (QmpConnectError code ABORT_ERR) and destroys the socket. */
   signal?: AbortSignal;
   logger?: Logger;
@@ -45,6 +50,8 @@ interface PendingCommand {
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
+const DEFAULT_LIVENESS_TIMEOUT_MS = 1_000;
+const LIVENESS_COMMAND = 'query-version';
 // setTimeout fires at once for delays above 2^31-1 ms; clamp rather than surprise.
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -63,6 +70,10 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
   readonly #socket: net.Socket;
   readonly #log: Logger;
   readonly #defaultTimeoutMs: number;
+  readonly #livenessTimeoutMs: number;
+  /** The outstanding liveness ping: resolves true when QEMU answered it in time. */
+  #liveness: Promise<boolean> | undefined;
+  #unresponsive = false;
   #pending = new Map<number, PendingCommand>();
   #nextId = 0;
   #closed = false;
@@ -173,6 +184,7 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
     this.#socket = socket;
     this.#log = log;
     this.#defaultTimeoutMs = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    this.#livenessTimeoutMs = opts.livenessTimeoutMs ?? Math.min(this.#defaultTimeoutMs, DEFAULT_LIVENESS_TIMEOUT_MS);
     splitter.onLine = this.#onLine;
     socket.on('data', (chunk: string) => {
       try {
@@ -200,6 +212,11 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
     return this.#closeReason;
   }
 
+  /** True after a timeout whose liveness ping went unanswered, until QEMU sends anything again. */
+  get unresponsive(): boolean {
+    return this.#unresponsive;
+  }
+
   /** Commands written and not yet answered (or timed out). */
   get pendingCount(): number {
     return this.#pending.size;
@@ -207,10 +224,12 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
 
   /**
    * Runs a QMP command. Resolves with its `return` value; rejects with QmpError (QEMU refused),
-   * QmpTimeoutError (no reply in time; the connection stays usable) or QmpDisconnectedError.
+   * QmpTimeoutError (no reply in time; the connection stays usable; `unresponsive` when the monitor is
+   * known to be frozen, in which case the command was not sent) or QmpDisconnectedError.
    */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, opts?: QmpCommandOptions): Promise<T> {
     if (this.#closed) return Promise.reject(new QmpDisconnectedError(this.#closeReason ?? 'closed', command));
+    if (this.#unresponsive) return Promise.reject(new QmpTimeoutError(command, opts?.timeoutMs ?? this.#defaultTimeoutMs, true));
     const id = ++this.#nextId;
     let line: string;
     try {
@@ -264,11 +283,41 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
     if (pending === undefined) return;
     this.#pending.delete(id);
     this.#log.warn({ socketPath: this.socketPath, command: pending.command, id, timeoutMs: pending.timeoutMs }, 'QMP command timed out');
-    pending.reject(new QmpTimeoutError(pending.command, pending.timeoutMs));
+    // Ask whether the monitor is alive before reporting: a slow command and a frozen QEMU differ.
+    void this.#checkLiveness().then((alive) => pending.reject(new QmpTimeoutError(pending.command, pending.timeoutMs, !alive)));
   };
+
+  /** One query-version at a time; true when QEMU answers it within the liveness timeout. */
+  #checkLiveness(): Promise<boolean> {
+    if (this.#unresponsive || this.#closed) return Promise.resolve(false);
+    this.#liveness ??= new Promise<boolean>((resolve) => {
+      const id = ++this.#nextId;
+      let settled = false;
+      const done = (alive: boolean): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#liveness = undefined;
+        if (!alive && !this.#closed) {
+          this.#unresponsive = true;
+          this.#log.error({ socketPath: this.socketPath, timeoutMs: this.#livenessTimeoutMs }, 'QMP monitor unresponsive: commands fail at once until it answers again');
+        }
+        resolve(alive);
+      };
+      const timer = setTimeout(() => done(false), Math.min(Math.max(1, this.#livenessTimeoutMs), MAX_TIMER_MS));
+      // No timer on the pending entry: its reply, however late, is what proves QEMU is back.
+      this.#pending.set(id, { command: LIVENESS_COMMAND, timeoutMs: 0, resolve: () => done(true), reject: () => done(false), timer: undefined });
+      this.#write(JSON.stringify({ execute: LIVENESS_COMMAND, id }) + '\n');
+    });
+    return this.#liveness;
+  }
 
   #onLine = (line: string): void => {
     if (this.#closed) return;
+    if (this.#unresponsive) {
+      this.#unresponsive = false;
+      this.#log.warn({ socketPath: this.socketPath }, 'QMP monitor answers again');
+    }
     const msg = parseQmpLine(line);
     if (typeof msg['event'] === 'string') {
       this.#dispatchEvent(msg);

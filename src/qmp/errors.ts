@@ -17,16 +17,26 @@ export class QmpError extends Error {
   }
 }
 
-/** No reply within the command's timeout. The connection stays usable; a late reply is discarded. */
+/**
+ * No reply within the command's timeout. The connection stays usable; a late reply is discarded.
+ * `unresponsive` is set when the monitor did not answer the liveness ping that followed a timeout either:
+ * the command was then refused at once (never written), until QEMU speaks again.
+ */
 export class QmpTimeoutError extends Error {
   override readonly name = 'QmpTimeoutError';
   readonly command: string;
   readonly timeoutMs: number;
+  readonly unresponsive: boolean;
 
-  constructor(command: string, timeoutMs: number) {
-    super(`QMP command '${command}' got no reply within ${timeoutMs} ms`);
+  constructor(command: string, timeoutMs: number, unresponsive = false) {
+    super(
+      unresponsive
+        ? `QMP command '${command}' not run: the monitor is unresponsive (no reply to a liveness ping after a timeout)`
+        : `QMP command '${command}' got no reply within ${timeoutMs} ms`,
+    );
     this.command = command;
     this.timeoutMs = timeoutMs;
+    this.unresponsive = unresponsive;
   }
 }
 

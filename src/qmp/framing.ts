@@ -9,8 +9,11 @@ export class QmpProtocolError extends Error {
 
 export type QmpMessage = Record<string, unknown>;
 
-/** QEMU's replies are small; 64 MiB leaves room for huge query-blockstats/ringbuf-read answers. */
-export const DEFAULT_MAX_LINE_LENGTH = 64 * 1024 * 1024;
+/**
+ * QEMU's replies are small (the largest novamon asks for, query-blockstats of many disks, are tens of
+ * KiB); libvirt caps a monitor reply at 10 MB. A longer line closes the connection rather than buffer it.
+ */
+export const DEFAULT_MAX_LINE_LENGTH = 10 * 1024 * 1024;
 
 /**
  * Splits decoded text (the socket has setEncoding('utf8'), so multi-byte characters are never cut) into
@@ -57,7 +60,7 @@ export class QmpLineSplitter {
   }
 
   #tooLong(n: number): QmpProtocolError {
-    return new QmpProtocolError(`line of ${n}+ characters exceeds the ${this.maxLineLength} limit`);
+    return new QmpProtocolError(`reply line of ${n}+ characters exceeds the ${this.maxLineLength} limit (a monitor flooding us; connection closed)`);
   }
 }
 

@@ -1,8 +1,8 @@
 // Promise 2: a guest's QEMU dies or freezes under novamon-compute. SIGKILL while a command is in flight:
 // the call gets a failure within 1 s, power_state SHUTDOWN reaches the database within 1 s, an instance
 // fault row is written, the QMP connection leaves the registry, and the guest is served again once it
-// runs. SIGSTOP: calls to it fail after [monitor] command_timeout (2 s here) while another guest keeps its
-// normal latency; after SIGCONT it is served again.
+// runs. SIGSTOP: calls to it fail after [monitor] command_timeout (2 s here) plus at most a 1 s liveness
+// ping, later calls fail at once, another guest keeps its normal latency; after SIGCONT it is served again.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -129,6 +129,10 @@ describe.runIf(pgInfo && rabbitInfo)('resilience: QEMU killed or frozen', () => 
         return { err, seconds: (performance.now() - t0) / 1000 };
       }),
     );
+    // Detected once: the liveness ping after the first timeout went unanswered, so a later call fails at once.
+    const tLate = performance.now();
+    const lateErr = await caller.call('get_diagnostics', { instance: instA }).then(() => null, (e: unknown) => String(e));
+    const lateSeconds = (performance.now() - tLate) / 1000;
     const tThaw = load.elapsedMs;
     process.kill(pid, 'SIGCONT');
     const thawed = await waitFor('the thawed guest to be served', () => caller.call('get_diagnostics', { instance: instA }, { timeoutMs: 10_000 }).catch(() => null), 30_000, 200);
@@ -143,12 +147,15 @@ describe.runIf(pgInfo && rabbitInfo)('resilience: QEMU killed or frozen', () => 
       expect(c.seconds).toBeGreaterThanOrEqual(COMMAND_TIMEOUT_S - 0.1);
       expect(c.seconds).toBeLessThan(COMMAND_TIMEOUT_S + 2);
     }
+    expect(lateErr).toMatch(/unresponsive/);
+    expect(lateSeconds).toBeLessThan(0.5);
     expect(during.every((s) => s.outcome === 'ok')).toBe(true);
     // No head-of-line blocking: the other guest never waits for the frozen one's timeout.
     expect(Math.max(...duringMs)).toBeLessThan(COMMAND_TIMEOUT_S * 1000 * 0.75);
     expect(thawed).toBeTruthy();
     figures.push(
       ['SIGSTOP: frozen guest\'s calls failed after (s)', frozenCalls.map((c) => round(c.seconds, 2)).join(', '), `command_timeout = ${COMMAND_TIMEOUT_S} s`],
+      ['SIGSTOP: a call after the liveness ping went unanswered failed after (s)', round(lateSeconds, 3), '< 0.5 s (no command_timeout)'],
       ['SIGSTOP: other guest p50 / max latency before (ms)', `${round(percentile(before, 0.5))} / ${round(Math.max(...before))}`, ''],
       ['SIGSTOP: other guest p50 / max latency during the freeze (ms)', `${round(percentile(duringMs, 0.5))} / ${round(Math.max(...duringMs))}`, 'unchanged, never the timeout'],
       ['SIGSTOP: served again after SIGCONT', 'yes', 'yes'],

@@ -36,7 +36,7 @@ export interface ErrorContext {
 export function mapMonitorError(err: unknown, ctx: ErrorContext): Error {
   if (err instanceof NovaException || err instanceof GuestOffline) return err;
   if (err instanceof QmpError) return new MonitorCommandFailed(err.errorClass, err.desc, { cause: err });
-  if (err instanceof QmpTimeoutError) return new MonitorTimeout(ctx.name, err.timeoutMs / 1000, { cause: err });
+  if (err instanceof QmpTimeoutError) return new MonitorTimeout(ctx.name, err.timeoutMs / 1000, { cause: err, unresponsive: err.unresponsive });
   if (err instanceof QmpDisconnectedError) return new InstanceNotRunning(ctx.uuid ?? ctx.name, { cause: err });
   if (err instanceof QmpConnectError) {
     const code = err.code ?? '';

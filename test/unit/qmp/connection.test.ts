@@ -217,16 +217,50 @@ describe('QmpConnection commands', () => {
     const { conn, client } = await setup();
     const slow = conn.execute('slow', undefined, { timeoutMs: 50 }).catch((e: unknown) => e);
     const slowCmd = await client.nextCommand();
+    // The timeout is followed by a liveness ping; the monitor answers it, so this is a plain timeout.
+    const ping = await client.nextCommand();
+    expect(ping.execute).toBe('query-version');
+    client.reply(ping, {});
     const err = await slow;
     expect(err).toBeInstanceOf(QmpTimeoutError);
-    expect(err).toMatchObject({ command: 'slow', timeoutMs: 50 });
+    expect(err).toMatchObject({ command: 'slow', timeoutMs: 50, unresponsive: false });
     expect(conn.pendingCount).toBe(0);
+    expect(conn.unresponsive).toBe(false);
 
     const next = conn.execute('fast');
     const nextCmd = await client.nextCommand();
     client.reply(slowCmd, 'late'); // must not be taken for 'fast'
     client.reply(nextCmd, 'on time');
     await expect(next).resolves.toBe('on time');
+    expect(conn.closed).toBe(false);
+  });
+
+  it('after a timeout whose liveness ping also goes unanswered, fails later commands at once and unwritten until QEMU speaks', async () => {
+    peer = await FakeQmpPeer.start();
+    conn = await QmpConnection.connect(peer.path, { connectTimeoutMs: 1000, commandTimeoutMs: 100, livenessTimeoutMs: 100 });
+    const client = await peer.client();
+    const t0 = performance.now();
+    const first = await conn.execute('query-status').catch((e: unknown) => e);
+    expect(first).toMatchObject({ name: 'QmpTimeoutError', command: 'query-status', unresponsive: true });
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(conn.unresponsive).toBe(true);
+    // Detected once: the next calls cost nothing and never reach the frozen monitor.
+    const t1 = performance.now();
+    for (const cmd of ['query-status', 'query-blockstats', 'stop']) {
+      await expect(conn.execute(cmd)).rejects.toMatchObject({ name: 'QmpTimeoutError', unresponsive: true });
+    }
+    expect(performance.now() - t1).toBeLessThan(50);
+    expect(client.received.map((c) => c.execute)).toEqual(['qmp_capabilities', 'query-status', 'query-version']);
+    // QEMU thaws: its late answer to the ping brings the connection back, with no reconnect.
+    expect((await client.nextCommand()).execute).toBe('query-status');
+    const ping = await client.nextCommand();
+    expect(ping.execute).toBe('query-version');
+    client.reply(ping, { qemu: { major: 7 } });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(conn.unresponsive).toBe(false);
+    const again = conn.execute('query-status');
+    client.reply(await client.nextCommand(), { status: 'running' });
+    await expect(again).resolves.toEqual({ status: 'running' });
     expect(conn.closed).toBe(false);
   });
 
@@ -292,6 +326,21 @@ describe('QmpConnection loss', () => {
     const err = await p;
     expect(err).toBeInstanceOf(QmpDisconnectedError);
     expect((err as QmpDisconnectedError).reason).toMatch(/exceeds/);
+  });
+
+  it('by default closes the connection on a reply line over 10 MiB, as libvirt caps replies at 10 MB', async () => {
+    peer = await FakeQmpPeer.start();
+    conn = await QmpConnection.connect(peer.path, { connectTimeoutMs: 2000, commandTimeoutMs: 30_000 });
+    const client = await peer.client();
+    const p = conn.execute('query-blockstats').catch((e: unknown) => e);
+    const cmd = await client.nextCommand();
+    const chunk = 'x'.repeat(1024 * 1024);
+    client.raw(`{"id": ${String(cmd.id)}, "return": "`);
+    for (let i = 0; i < 11; i++) client.raw(chunk);
+    const err = await p;
+    expect(err).toBeInstanceOf(QmpDisconnectedError);
+    expect((err as QmpDisconnectedError).reason).toMatch(/reply line of \d+\+ characters exceeds the 10485760 limit/);
+    expect(conn.closed).toBe(true);
   });
 
   it('close() rejects pending commands, emits close once and hangs up', async () => {
