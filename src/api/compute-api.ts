@@ -71,6 +71,9 @@ interface PowerSpec {
   checkHost: boolean;
 }
 
+/** Nova's vm_states.ALLOW_TRIGGER_CRASH_DUMP. */
+const ALLOW_TRIGGER_CRASH_DUMP: readonly string[] = [VmState.ACTIVE, VmState.PAUSED, VmState.RESCUED, VmState.RESIZED, VmState.ERROR];
+
 const ALLOW_HARD_REBOOT_TASKS = [null, 'rebooting', 'reboot_pending', 'reboot_started', 'resuming', 'rebooting_hard', 'unpausing', 'pausing', 'suspending'];
 
 const POWER_OPS: Record<PowerOp | 'reboot_hard', PowerSpec> = {
@@ -208,6 +211,39 @@ export class ComputeApi {
   async getDiagnostics(ctx: ApiContext, row: InstanceRow, standard: boolean, serverId: string): Promise<unknown> {
     const host = this.requireHost(row, true);
     return this.call(ctx, row, host, standard ? 'get_instance_diagnostics' : 'get_diagnostics', {}, 'get_diagnostics', serverId);
+  }
+
+  /**
+   * Nova's trigger_crash_dump: vm_state in ALLOW_TRIGGER_CRASH_DUMP, no task, the action recorded,
+   * then a cast (the compute host records the event, or a fault when the guest is not running).
+   */
+  async triggerCrashDump(ctx: ApiContext, row: InstanceRow, serverId: string): Promise<void> {
+    const op = 'trigger_crash_dump';
+    const host = this.requireHost(row, true);
+    if (!ALLOW_TRIGGER_CRASH_DUMP.includes(row.vmState ?? '')) throw invalidStateConflict({ attr: 'vm_state', state: row.vmState }, op, serverId);
+    if (row.taskState !== null) throw invalidStateConflict({ attr: 'task_state', state: row.taskState }, op, serverId);
+    const requestId = ctx.requestId ?? '';
+    await this.stores.actions.start({ action: op, instanceUuid: row.uuid, requestId, userId: ctx.userId, projectId: ctx.projectId });
+    try {
+      await this.rpc.cast(this.target(host), this.rpcContext(ctx), op, { instance: this.instanceArg(row, host) });
+    } catch (err) {
+      this.log.error({ instance_uuid: row.uuid, request_id: requestId, err: (err as Error).message }, 'trigger_crash_dump cast failed');
+      throw faultFromError(err, op, serverId);
+    }
+  }
+
+  /** novamon's get_screenshot, in novamon's RPC namespace: the PNG bytes. */
+  async screenshot(ctx: ApiContext, row: InstanceRow, serverId: string): Promise<Buffer> {
+    const host = this.requireHost(row, true);
+    try {
+      const target = { ...this.target(host), namespace: 'novamon', version: '1.0' };
+      const reply = (await this.rpc.call(target, this.rpcContext(ctx), 'get_screenshot', { instance: this.instanceArg(row, host) })) as { data?: unknown } | null;
+      if (typeof reply?.data !== 'string') throw new Error('get_screenshot answered without image data');
+      return Buffer.from(reply.data, 'base64');
+    } catch (err) {
+      this.log.warn({ instance_uuid: row.uuid, request_id: ctx.requestId, method: 'get_screenshot', err: (err as Error).message }, 'compute RPC failed');
+      throw faultFromError(err, 'screenshot', serverId, { host, seconds: this.settings.rpcTimeoutSeconds });
+    }
   }
 
   async monitorCommand(ctx: ApiContext, row: InstanceRow, command: string, hmp: boolean, serverId: string): Promise<unknown> {

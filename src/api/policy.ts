@@ -34,6 +34,9 @@ export const RULES = {
   'os_compute_api:os-instance-actions:events:details': ADMIN,
   /** novamon's extension; the compute host checks it again before running anything. */
   'os_compute_api:os-server-monitor-command': ADMIN,
+  'os_compute_api:servers:trigger_crash_dump': OWNER_OR_ADMIN,
+  /** novamon's extension: a look at the screen is what the console already shows its owner. */
+  'os_compute_api:os-server-screenshot': OWNER_OR_ADMIN,
 } as const;
 
 export interface PolicyTarget {

@@ -225,6 +225,16 @@ export function registerServerRoutes(app: FastifyInstance, o: ServerRouteOptions
         throw err;
       }
     },
+    trigger_crash_dump: async (req, reply) => {
+      // Added in 2.17: before that Nova answers as if the action did not exist at this version.
+      if (!isSupported(versionOf(req), '2.17')) return sendFault(reply, notFound());
+      bodyOrThrow(req, schemas.triggerCrashDump);
+      const ctx = contextOf(req);
+      const row = await compute.get(ctx, req.params.id);
+      authorize(ctx, 'os_compute_api:servers:trigger_crash_dump', { projectId: row.projectId });
+      await compute.triggerCrashDump(ctx, row, req.params.id);
+      return reply.code(202).type('application/json').send('');
+    },
     'novamon-monitorCommand': async (req, reply) => {
       const body = bodyOrThrow(req, schemas.monitorCommand);
       const ctx = contextOf(req);
@@ -235,6 +245,15 @@ export function registerServerRoutes(app: FastifyInstance, o: ServerRouteOptions
       return sendJson(reply, 200, { return: result ?? null });
     },
   };
+
+  // novamon's extension: the guest's screen as PNG (QEMU screendump through the compute host).
+  app.get<IdParams>('/v2.1/servers/:id/novamon-screenshot', async (req, reply) => {
+    const ctx = contextOf(req);
+    const row = await compute.get(ctx, req.params.id);
+    authorize(ctx, 'os_compute_api:os-server-screenshot', { projectId: row.projectId });
+    const png = await compute.screenshot(ctx, row, req.params.id);
+    return reply.code(200).type('image/png').header('Cache-Control', 'no-store').send(png);
+  });
 
   app.post<IdParams>('/v2.1/servers/:id/remote-consoles', async (req, reply) => {
     const v = versionOf(req);

@@ -177,6 +177,7 @@ export const schemas = {
     required: ['protocol', 'type'],
     additionalProperties: false,
   }),
+  triggerCrashDump: action('trigger_crash_dump', { type: 'null' }),
   monitorCommand: action('novamon-monitorCommand', {
     type: 'object',
     properties: { command: { type: 'string', minLength: 1, maxLength: 65536 }, hmp: { type: 'boolean' } },

@@ -4,7 +4,8 @@
 import { Command, Option } from 'commander';
 import { renderSample } from '../config/loader.js';
 import type { RequestContext } from '../context.js';
-import type { MonitorCommand } from '../virt/driver.js';
+import type { MonitorCommand, Screenshot } from '../virt/driver.js';
+import { screenshotCommand } from './screenshot.js';
 import { parseMonitorCommand } from '../rpc/endpoints/compute.js';
 
 /** What the commands need; built lazily by src/main/manage.ts so `--help` touches nothing. */
@@ -17,6 +18,7 @@ export interface ManageServices {
   instanceActions(ref: string): Promise<unknown>;
   instanceFaults(ref: string): Promise<unknown>;
   monitorCommandDirect(name: string, command: MonitorCommand): Promise<unknown>;
+  screenshotDirect(name: string): Promise<Screenshot>;
   rpcCall(req: RpcRequest): Promise<unknown>;
   close(): Promise<void>;
 }
@@ -30,6 +32,8 @@ export interface RpcRequest {
   version: string;
   timeoutSeconds: number;
   context: Partial<RequestContext>;
+  /** oslo target namespace (null: Nova's compute API; `novamon` for novamon's own methods). */
+  namespace?: string;
 }
 
 /** `--arg k=v`: v is JSON when it parses as JSON (numbers, true, null, objects), else a string. */
@@ -90,6 +94,8 @@ export function buildManageProgram(services: () => ManageServices): Command {
     .action((ref: string, opts: { project: string; user: string; displayName?: string }) =>
       run((s) => s.adoptInstance(ref, { projectId: opts.project, userId: opts.user, displayName: opts.displayName }))(),
     );
+
+  instance.addCommand(screenshotCommand(run));
 
   program
     .command('monitor-command <instance> <command>')

@@ -11,6 +11,7 @@ import { ComputeManager } from '../compute/manager.js';
 import { InstanceResolver } from '../compute/instance-resolver.js';
 import { InstanceRecorder } from '../compute/recorder.js';
 import { MonitorPolicy } from '../compute/monitor-policy.js';
+import { ComputeForensics } from '../compute/forensics.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
 import { createDatabase, Database } from '../db/knex.js';
 import { syncSchema } from '../db/migrate.js';
@@ -90,4 +91,5 @@ export async function bindCompute(container: Container, config: Config, logger: 
   container.bind(InstanceRecorder).toSelf().inSingletonScope();
   container.bind(MonitorPolicy).toSelf().inSingletonScope();
   container.bind(PowerStateSync).toSelf().inSingletonScope();
+  container.bind(ComputeForensics).toSelf().inSingletonScope();
 }

@@ -11,6 +11,8 @@ import { ComputeDriver, type ComputeDriver as ComputeDriverType } from '../virt/
 import { RpcDispatcher } from '../rpc/dispatcher.js';
 import { RpcServer } from '../rpc/server.js';
 import { computeEndpoints } from '../rpc/endpoints/compute.js';
+import { NovamonEndpoint } from '../rpc/endpoints/novamon.js';
+import { ComputeForensics } from '../compute/forensics.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
@@ -27,6 +29,7 @@ async function main(argv: string[]): Promise<void> {
   const manager = container.get(ComputeManager);
   const sync = container.get(PowerStateSync);
   const driver = container.get<ComputeDriverType>(ComputeDriver);
+  const forensics = container.get(ComputeForensics);
 
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
@@ -36,7 +39,7 @@ async function main(argv: string[]): Promise<void> {
     exchange: config.DEFAULT.control_exchange,
     topic: 'compute',
     server: config.DEFAULT.host,
-    dispatcher: new RpcDispatcher(computeEndpoints(manager)),
+    dispatcher: new RpcDispatcher([...computeEndpoints(manager, forensics), new NovamonEndpoint(manager, forensics)]),
     prefetch: rabbit.rabbit_qos_prefetch_count || config.DEFAULT.executor_thread_pool_size,
     ...queueFlags(config),
     logger,

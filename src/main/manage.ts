@@ -121,6 +121,31 @@ class LazyManageServices implements ManageServices {
     }
   }
 
+  /** The guest's screen straight from its monitor socket, audited like monitorCommandDirect. */
+  async screenshotDirect(name: string) {
+    const validName = this.template.validate(name);
+    const audit = new KnexMonitorAuditRepository(await this.database());
+    const auditId = await audit.begin({
+      instanceName: validName,
+      host: this.config.DEFAULT.host,
+      userId: process.env['USER'] ?? 'root',
+      kind: 'qmp',
+      command: 'screendump',
+      arguments: null,
+      allowed: true,
+    });
+    const started = performance.now();
+    this.driver ??= await createDriver(this.config, this.logger);
+    try {
+      const shot = await this.driver.screenshot({ name: validName });
+      await audit.finish(auditId, { result: 'ok', durationMs: performance.now() - started });
+      return shot;
+    } catch (err) {
+      await audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
+      throw err;
+    }
+  }
+
   async rpcCall(req: RpcRequest) {
     this.connection ??= amqpConnection(this.config, this.logger, 'novamon-manage');
     await this.connection.connect(10_000);
@@ -136,7 +161,7 @@ class LazyManageServices implements ManageServices {
         args['instance'] = instancePrimitive({ id, host: server });
       }
     }
-    const target = { topic: 'compute', server, version: req.version };
+    const target = { topic: 'compute', server, version: req.version, ...(req.namespace ? { namespace: req.namespace } : {}) };
     const ctx = { requestId: `req-${crypto.randomUUID()}`, ...req.context };
     if (req.cast) {
       await this.client.cast(target, ctx, req.method, args);

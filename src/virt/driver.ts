@@ -3,6 +3,9 @@
 // through this interface; errors are the Nova exceptions of src/exception.ts.
 
 import type { PowerState } from './power-state.js';
+import type { Screenshot } from './screenshot.js';
+
+export type { Screenshot } from './screenshot.js';
 
 export const ComputeDriver = Symbol.for('novamon.ComputeDriver');
 
@@ -168,6 +171,18 @@ export interface ComputeDriver {
    * allow-list, audit) is the caller's job: the compute manager enforces it before calling here.
    */
   monitorCommand(instance: InstanceRef, command: MonitorCommand): Promise<unknown>;
+
+  /**
+   * novamon: the guest's screen as PNG (QEMU's screendump). Raises InstanceNotRunning when no QEMU
+   * runs the guest, ConsoleNotAvailable when it has no display.
+   */
+  screenshot(instance: InstanceRef): Promise<Screenshot>;
+
+  /**
+   * Nova's trigger_crash_dump: an NMI injected into the guest (QMP inject-nmi). Raises
+   * InstanceNotRunning when the guest is not running.
+   */
+  triggerCrashDump(instance: InstanceRef): Promise<void>;
 
   /** Subscribe to lifecycle events; returns the unsubscribe function. */
   onLifecycleEvent(listener: LifecycleListener): () => void;

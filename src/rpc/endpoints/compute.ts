@@ -3,6 +3,7 @@
 // NovaObject primitives). Served at 6.1 and, for callers pinned to an older release, 5.13.
 
 import { z } from 'zod';
+import type { ComputeForensics } from '../../compute/forensics.js';
 import type { ComputeManager } from '../../compute/manager.js';
 import type { RequestContext } from '../../context.js';
 import { Invalid } from '../../exception.js';
@@ -73,6 +74,7 @@ const METHOD_PARAMS: Readonly<Record<string, readonly string[]>> = {
   reboot_instance: ['instance', 'block_device_info', 'reboot_type'],
   get_host_uptime: [],
   monitor_command: ['instance', 'command', 'hmp'],
+  trigger_crash_dump: ['instance'],
 };
 
 /** Python's TypeError for a keyword argument the method does not take (builtins are re-raised by every oslo client). */
@@ -90,7 +92,7 @@ export function unexpectedArgument(method: string, args: Record<string, unknown>
   return null;
 }
 
-const ORDERED_METHODS = new Set(['stop_instance', 'start_instance', 'pause_instance', 'unpause_instance', 'reboot_instance']);
+const ORDERED_METHODS = new Set(['stop_instance', 'start_instance', 'pause_instance', 'unpause_instance', 'reboot_instance', 'trigger_crash_dump']);
 
 export class ComputeEndpoint implements RpcEndpoint {
   readonly namespace = null;
@@ -99,6 +101,7 @@ export class ComputeEndpoint implements RpcEndpoint {
   constructor(
     readonly version: string,
     private readonly manager: ComputeManager,
+    forensics?: ComputeForensics,
   ) {
     const m = manager;
     const instanceOf = async (args: Record<string, unknown>) => {
@@ -125,6 +128,7 @@ export class ComputeEndpoint implements RpcEndpoint {
       get_host_uptime: async () => m.getHostUptime(),
       monitor_command: async (ctx, a) => m.monitorCommand(ctx, await instanceOf(a), parseMonitorCommand(a['command'], a['hmp'])),
     };
+    if (forensics) this.handlers['trigger_crash_dump'] = async (ctx, a) => forensics.triggerCrashDump(ctx, await instanceOf(a));
   }
 
   hasMethod(method: string): boolean {
@@ -154,6 +158,6 @@ function connectInfo(info: { host: string; port: number; internalAccessPath: str
   return { host: info.host, port: info.port, internal_access_path: info.internalAccessPath, token: info.token, access_url: info.accessUrl };
 }
 
-export function computeEndpoints(manager: ComputeManager): ComputeEndpoint[] {
-  return COMPUTE_RPC_VERSIONS.map((v) => new ComputeEndpoint(v, manager));
+export function computeEndpoints(manager: ComputeManager, forensics?: ComputeForensics): ComputeEndpoint[] {
+  return COMPUTE_RPC_VERSIONS.map((v) => new ComputeEndpoint(v, manager, forensics));
 }

@@ -30,9 +30,11 @@ import {
   type MonitorCommand,
   type PowerOffOptions,
   type RebootType,
+  type Screenshot,
 } from '../driver.js';
 import { InstanceNameTemplate } from '../instance-name.js';
 import { PowerState, powerStateFromQemuStatus, powerStateName } from '../power-state.js';
+import { fakeScreenshot } from './screen.js';
 
 export const FakeDriverOptions = Symbol.for('novamon.FakeDriverOptions');
 export interface FakeDriverOptions {
@@ -84,6 +86,7 @@ interface FakeGuest {
   cpuMs: number;
   runningSince: number | null;
   faults: Map<FakeMethod, NovaException>;
+  nmis: number;
 }
 
 const statusForPowerState: Record<number, string> = {
@@ -138,6 +141,7 @@ export class FakeDriver implements ComputeDriver {
       cpuMs: 0,
       runningSince: alive && status === 'running' ? now : null,
       faults: new Map(),
+      nmis: 0,
     });
   }
 
@@ -396,6 +400,28 @@ export class FakeDriver implements ComputeDriver {
       default:
         throw new MonitorCommandFailed('CommandNotFound', `The command ${command.execute} has not been found`);
     }
+  }
+
+  /** Screens need a display: a guest without VNC has none. */
+  async screenshot(instance: InstanceRef): Promise<Screenshot> {
+    const g = this.enter('screenshot', instance);
+    this.requireAlive(g, instance);
+    this.monitor(g);
+    if (g.vnc === null) throw new ConsoleNotAvailable();
+    return fakeScreenshot();
+  }
+
+  async triggerCrashDump(instance: InstanceRef): Promise<void> {
+    const g = this.enter('triggerCrashDump', instance);
+    this.requireAlive(g, instance);
+    this.monitor(g);
+    if (g.status === 'shutdown') throw new InstanceNotRunning(instance.uuid ?? g.name);
+    g.nmis++;
+  }
+
+  /** NMIs injected into the guest so far. */
+  nmiCount(name: string): number {
+    return this.mustGet({ name }).nmis;
   }
 
   onLifecycleEvent(listener: LifecycleListener): () => void {

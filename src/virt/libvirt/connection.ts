@@ -49,6 +49,21 @@ export interface LifecycleMessage {
   detail: number;
 }
 
+/** A download stream (libvirt's readstream) riding on a call's serial: data until EOF, capped. */
+interface Download {
+  prog: number;
+  proc: number;
+  chunks: Buffer[];
+  length: number;
+  maxBytes: number;
+  done: (err: Error | null) => void;
+}
+
+/** The stream sent more than the caller accepts. */
+export class LibvirtStreamTooLarge extends Error {
+  override readonly name = 'LibvirtStreamTooLarge';
+}
+
 interface Pending {
   resolve: (r: XdrReader) => void;
   reject: (e: Error) => void;
@@ -59,6 +74,7 @@ interface Pending {
 export class LibvirtConnection {
   private serial = 0;
   private readonly pending = new Map<number, Pending>();
+  private readonly downloads = new Map<number, Download>();
   private buffered: Buffer[] = [];
   private bufferedLength = 0;
   private closedError: Error | null = null;
@@ -156,6 +172,8 @@ export class LibvirtConnection {
       p.reject(err);
     }
     this.pending.clear();
+    for (const d of this.downloads.values()) d.done(err);
+    this.downloads.clear();
     this.socket.destroy();
     for (const l of this.closeListeners) l(err);
   }
@@ -200,6 +218,10 @@ export class LibvirtConnection {
       }
       return;
     }
+    if (h.type === MessageType.STREAM) {
+      this.onStream(h.serial, h.status, r);
+      return;
+    }
     if (h.type !== MessageType.REPLY) return;
     const p = this.pending.get(h.serial);
     if (!p) return; // a reply to a call that already timed out
@@ -207,6 +229,62 @@ export class LibvirtConnection {
     clearTimeout(p.timer);
     if (h.status === MessageStatus.OK) p.resolve(r);
     else p.reject(new LibvirtRpcError(readRemoteError(r), p.proc));
+  }
+
+  /**
+   * One stream packet: data (CONTINUE with bytes), end of stream (CONTINUE without bytes, which we
+   * answer with OK as virStreamFinish does; libvirtd confirms with an OK we ignore), or an error.
+   */
+  private onStream(serial: number, status: number, r: XdrReader): void {
+    const d = this.downloads.get(serial);
+    if (!d) return; // a finished or abandoned stream's confirmation
+    if (status === MessageStatus.CONTINUE && r.remaining > 0) {
+      const data = r.rest();
+      d.length += data.length;
+      // Past the cap we keep reading (and dropping) to the end, so libvirtd's side finishes cleanly.
+      if (d.length <= d.maxBytes) d.chunks.push(data);
+      return;
+    }
+    this.downloads.delete(serial);
+    if (status !== MessageStatus.ERROR) {
+      this.socket.write(encodeMessage({ prog: d.prog, vers: PROTOCOL_VERSION, proc: d.proc, type: MessageType.STREAM, serial, status: MessageStatus.OK }, Buffer.alloc(0)));
+      d.done(d.length > d.maxBytes ? new LibvirtStreamTooLarge(`stream of ${d.length} bytes is over the ${d.maxBytes}-byte cap`) : null);
+    } else {
+      d.done(new LibvirtRpcError(readRemoteError(r), d.proc));
+    }
+  }
+
+  /**
+   * A call whose procedure answers with a download stream (virDomainScreenshot): the reply, then the
+   * stream's bytes up to `maxBytes`, all within `timeoutMs`.
+   */
+  async callWithDownload(prog: number, proc: number, args: XdrWriter, maxBytes: number, timeoutMs = this.options.callTimeoutMs): Promise<{ reply: XdrReader; data: Buffer }> {
+    const serial = (this.serial + 1) >>> 0; // the serial call() is about to use
+    let timer: NodeJS.Timeout | undefined;
+    const download = new Promise<Buffer>((resolve, reject) => {
+      const d: Download = {
+        prog, proc, chunks: [], length: 0, maxBytes,
+        done: (err) => {
+          clearTimeout(timer);
+          if (err) reject(err);
+          else resolve(Buffer.concat(d.chunks));
+        },
+      };
+      this.downloads.set(serial, d);
+      timer = setTimeout(() => {
+        this.downloads.delete(serial);
+        reject(new LibvirtTimeoutError(proc, timeoutMs));
+      }, timeoutMs);
+    });
+    download.catch(() => undefined);
+    try {
+      const reply = await this.call(prog, proc, args, timeoutMs);
+      return { reply, data: await download };
+    } catch (err) {
+      this.downloads.delete(serial);
+      clearTimeout(timer);
+      throw err;
+    }
   }
 
   // ---- typed procedures -------------------------------------------------------------------------
@@ -281,6 +359,17 @@ export class LibvirtConnection {
 
   async reset(d: DomainHandle): Promise<void> {
     await this.remote(RemoteProc.DOMAIN_RESET, this.dom(d).uint(0));
+  }
+
+  /** virDomainInjectNMI. */
+  async injectNmi(d: DomainHandle): Promise<void> {
+    await this.remote(RemoteProc.DOMAIN_INJECT_NMI, this.dom(d).uint(0));
+  }
+
+  /** virDomainScreenshot of screen 0: libvirt's mime type and the image bytes (capped). */
+  async screenshot(d: DomainHandle, maxBytes: number, timeoutMs?: number): Promise<{ mime: string | null; data: Buffer }> {
+    const { reply, data } = await this.callWithDownload(REMOTE_PROGRAM, RemoteProc.DOMAIN_SCREENSHOT, this.dom(d).uint(0).uint(0), maxBytes, timeoutMs);
+    return { mime: reply.optional((r) => r.string()), data };
   }
 
   /** virDomainQemuMonitorCommand: QMP JSON (flags 0) or an HMP line (flags 1); returns QEMU's text. */

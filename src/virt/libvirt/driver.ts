@@ -5,12 +5,16 @@
 import { readTail } from '../console-log.js';
 import { inject, injectable } from 'inversify';
 import type { Config } from '../../config/options.js';
-import { ConsoleNotAvailable, ConsoleTypeUnavailable, InstanceInvalidState, InstanceNotRunning } from '../../exception.js';
+import { ConsoleNotAvailable, ConsoleTypeUnavailable, InstanceInvalidState, InstanceNotRunning, InternalError } from '../../exception.js';
 import { RootLogger, type Logger } from '../../logging.js';
 import {
   MAX_CONSOLE_BYTES, type ComputeDriver, type ConsoleEndpoint, type Diagnostics, type DiscoveredInstance, type InstanceInfo,
   type InstanceRef, type LegacyDiagnostics, type LifecycleListener, type MonitorCommand, type PowerOffOptions, type RebootType,
+  type Screenshot,
 } from '../driver.js';
+import { MAX_SCREENDUMP_BYTES } from '../screenshot.js';
+import { LibvirtStreamTooLarge } from './connection.js';
+import { screenshotFromLibvirt } from './screenshot.js';
 import { InstanceNameTemplate } from '../instance-name.js';
 import { powerStateName } from '../power-state.js';
 import { diagnosticsFromStats, legacyDiagnosticsFromStats, blockErrorsByAlias } from './diagnostics.js';
@@ -173,6 +177,28 @@ export class LibvirtDriver implements ComputeDriver {
     const guest = await this.guest(instance);
     if (command.kind === 'hmp') return guest.hmp(command.commandLine);
     return guest.qmp(command.execute, command.arguments);
+  }
+
+  /** virDomainScreenshot over the remote protocol (a stream): PNG as libvirt 9 has QEMU write it, or PPM re-encoded. */
+  async screenshot(instance: InstanceRef): Promise<Screenshot> {
+    const guest = await this.guest(instance);
+    let shot: { mime: string | null; data: Buffer };
+    try {
+      shot = await guest.screenshot(MAX_SCREENDUMP_BYTES);
+    } catch (err) {
+      if (err instanceof InternalError && err.cause instanceof LibvirtStreamTooLarge) {
+        throw new InternalError(`screenshot of ${guest.instanceId} refused: ${err.cause.message}`);
+      }
+      throw err;
+    }
+    return screenshotFromLibvirt(guest.instanceId, shot.mime, shot.data);
+  }
+
+  /** Nova's libvirt driver: virDomainInjectNMI; an inactive domain is InstanceNotRunning. */
+  async triggerCrashDump(instance: InstanceRef): Promise<void> {
+    const guest = await this.guest(instance);
+    if (!(await guest.isActive())) throw new InstanceNotRunning(guest.instanceId);
+    await guest.injectNmi();
   }
 
   onLifecycleEvent(listener: LifecycleListener): () => void {

@@ -98,6 +98,15 @@ export class LibvirtGuest {
     await this.call((c) => c.reset(this.handle));
   }
 
+  async injectNmi(): Promise<void> {
+    await this.call((c) => c.injectNmi(this.handle));
+  }
+
+  /** virDomainScreenshot: libvirt has QEMU write the screen and streams it to us. */
+  async screenshot(maxBytes: number): Promise<{ mime: string | null; data: Buffer }> {
+    return this.call((c) => c.screenshot(this.handle, maxBytes, Math.max(this.host.callTimeoutMs, 30_000)));
+  }
+
   async stats(types: number): Promise<Map<string, TypedParamValue>> {
     const records = await this.call((c) => c.getAllDomainStats([this.handle], types));
     return records[0]?.params ?? new Map();

@@ -108,6 +108,11 @@ export class XdrReader {
     return out;
   }
 
+  /** Every byte left, unpadded: a stream packet's payload is raw data, not an XDR item. */
+  rest(): Buffer {
+    return Buffer.from(this.take(this.remaining));
+  }
+
   int(): number {
     return this.take(4).readInt32BE(0);
   }

@@ -30,6 +30,7 @@ import type {
   MonitorCommand,
   PowerOffOptions,
   RebootType,
+  Screenshot,
 } from '../driver.js';
 import type { InstanceNameTemplate } from '../instance-name.js';
 import { PowerState, powerStateFromQemuStatus } from '../power-state.js';
@@ -39,6 +40,7 @@ import { GuestOffline } from './errors.js';
 import { eventTimestampMs, transitionBetween, transitionFor } from './events.js';
 import { QemuGuest, type QemuContext } from './guest.js';
 import { readCmdline } from './proc.js';
+import { guestScreenshot, guestTriggerCrashDump } from './forensics.js';
 
 export const QemuDriverOptions = Symbol.for('novamon.QemuDriverOptions');
 export interface QemuDriverOptions {
@@ -416,6 +418,14 @@ export class QemuDriver implements ComputeDriver {
       if (!(await g.socketExists())) throw await g.notRunning();
       return command.kind === 'qmp' ? g.exec(command.execute, command.arguments) : g.hmp(command.commandLine);
     });
+  }
+
+  async screenshot(instance: InstanceRef): Promise<Screenshot> {
+    return this.withGuest(instance, (g) => guestScreenshot(g, this.ctx.stateDir));
+  }
+
+  async triggerCrashDump(instance: InstanceRef): Promise<void> {
+    await this.withGuest(instance, (g) => guestTriggerCrashDump(g));
   }
 
   async close(): Promise<void> {

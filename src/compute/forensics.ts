@@ -1,0 +1,76 @@
+// What only the monitor can tell, served to callers: the guest's screen (novamon's screenshot, audited
+// like a monitor command) and Nova's trigger_crash_dump (an NMI; recorded as Nova's manager does with
+// wrap_instance_event + wrap_instance_fault, without touching task_state or power_state).
+
+import { randomUUID } from 'node:crypto';
+import { inject, injectable } from 'inversify';
+import type { RequestContext } from '../context.js';
+import type { Logger } from '../logging.js';
+import { ComputeDriver, type Screenshot } from '../virt/driver.js';
+import type { ResolvedInstance } from './instance-resolver.js';
+import { InstanceRecorder, traceback } from './recorder.js';
+import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape, type ComputeStoresShape } from './tokens.js';
+
+@injectable()
+export class ComputeForensics {
+  private readonly log: Logger;
+
+  constructor(
+    @inject(ComputeDriver) private readonly driver: ComputeDriver,
+    @inject(ComputeSettings) private readonly settings: ComputeSettingsShape,
+    @inject(ComputeStores) private readonly stores: ComputeStoresShape,
+    @inject(InstanceRecorder) private readonly recorder: InstanceRecorder,
+    @inject(ComputeLogger) logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'forensics' });
+  }
+
+  /**
+   * novamon: the guest's screen as PNG. Audited as the QMP `screendump` it runs (a durable row before
+   * QEMU sees the command); authorisation is the caller's (novamon-api's policy), as for consoles.
+   */
+  async screenshot(ctx: RequestContext, instance: ResolvedInstance): Promise<Screenshot> {
+    const auditId = await this.stores.audit.begin({
+      instanceUuid: instance.uuid,
+      instanceName: instance.name,
+      host: this.settings.host,
+      requestId: ctx.requestId,
+      userId: ctx.userId,
+      projectId: ctx.projectId,
+      kind: 'qmp',
+      command: 'screendump',
+      arguments: null,
+      allowed: true,
+    });
+    const started = performance.now();
+    try {
+      const shot = await this.driver.screenshot(instance);
+      await this.stores.audit.finish(auditId, { result: 'ok', error: null, durationMs: performance.now() - started });
+      this.log.info({ instance_uuid: instance.uuid, request_id: ctx.requestId, user_id: ctx.userId, width: shot.width, height: shot.height, bytes: shot.png.length }, 'screenshot');
+      return shot;
+    } catch (err) {
+      await this.stores.audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
+      await this.recorder.recordFault(ctx, instance, err);
+      throw err;
+    }
+  }
+
+  /**
+   * Nova: trigger_crash_dump. The API recorded the `trigger_crash_dump` action; this adds the
+   * `compute_trigger_crash_dump` event (Error with the traceback on failure) and a fault on failure.
+   */
+  async triggerCrashDump(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+    const requestId = ctx.requestId ?? `req-${randomUUID()}`;
+    const { actions } = this.stores;
+    const actionId = await actions.start({ action: 'trigger_crash_dump', instanceUuid: instance.uuid, requestId, userId: ctx.userId, projectId: ctx.projectId });
+    const eventId = await actions.startEvent(actionId, 'compute_trigger_crash_dump', this.settings.host);
+    try {
+      await this.driver.triggerCrashDump(instance);
+      await actions.finishEvent(actionId, eventId, 'Success', null);
+      this.log.info({ instance_uuid: instance.uuid, request_id: requestId }, 'NMI injected (trigger_crash_dump)');
+    } catch (err) {
+      await Promise.all([actions.finishEvent(actionId, eventId, 'Error', traceback(err)), this.recorder.recordFault(ctx, instance, err)]);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import 'reflect-metadata';
+import { describe, expect, it } from 'vitest';
+import { ComputeForensics } from '../../../src/compute/forensics.js';
+import { InstanceRecorder } from '../../../src/compute/recorder.js';
+import { ConsoleNotAvailable, InstanceNotRunning } from '../../../src/exception.js';
+import { silentLogger } from '../../../src/logging.js';
+import { RpcDispatcher } from '../../../src/rpc/dispatcher.js';
+import { computeEndpoints } from '../../../src/rpc/endpoints/compute.js';
+import { NovamonEndpoint } from '../../../src/rpc/endpoints/novamon.js';
+import { instancePrimitive } from '../../../src/rpc/objects/instance.js';
+import { PowerState } from '../../../src/virt/power-state.js';
+import { buildHarness, ctx, NAME_A, settings, UUID_A } from '../compute/harness.js';
+import { decodePng } from '../../fixtures/png.js';
+
+function setup() {
+  const h = buildHarness();
+  h.driver.addInstance({ name: NAME_A, uuid: UUID_A });
+  const recorder = new InstanceRecorder(settings(), h.stores, silentLogger());
+  const forensics = new ComputeForensics(h.driver, settings(), h.stores, recorder, silentLogger());
+  const dispatcher = new RpcDispatcher([...computeEndpoints(h.manager, forensics), new NovamonEndpoint(h.manager, forensics)]);
+  return { h, dispatcher };
+}
+
+const instance = instancePrimitive({ uuid: UUID_A, id: 10, host: 'host1' });
+
+describe('novamon RPC namespace', () => {
+  it('serves get_screenshot in namespace novamon only, audited as a screendump', async () => {
+    const { h, dispatcher } = setup();
+    const reply = (await dispatcher.dispatch('get_screenshot', '1.0', 'novamon', ctx(), { instance })) as { mime_type: string; width: number; data: string };
+    expect(reply.mime_type).toBe('image/png');
+    expect(decodePng(Buffer.from(reply.data, 'base64')).width).toBe(reply.width);
+    expect(h.stores.auditRows.map((r) => [r.command, r.kind, r.result])).toEqual([['screendump', 'qmp', 'ok']]);
+    await expect(dispatcher.dispatch('get_screenshot', '6.0', null, ctx(), { instance })).rejects.toThrow(/does not support RPC method get_screenshot/);
+  });
+
+  it('records the failure of a screenshot in the audit trail and as a fault', async () => {
+    const { h, dispatcher } = setup();
+    h.driver.addInstance({ name: 'instance-0000000b', uuid: '22222222-2222-3333-4444-555555555555', vnc: null });
+    const other = instancePrimitive({ uuid: '22222222-2222-3333-4444-555555555555', id: 11, host: 'host1' });
+    await h.sync.discover();
+    await expect(dispatcher.dispatch('get_screenshot', '1.0', 'novamon', ctx(), { instance: other })).rejects.toBeInstanceOf(ConsoleNotAvailable);
+    expect(h.stores.auditRows.at(-1)?.result).toBe('error');
+    expect(h.stores.faultRows.length).toBe(1);
+  });
+});
+
+describe('trigger_crash_dump', () => {
+  it('injects an NMI and records the compute_trigger_crash_dump event', async () => {
+    const { h, dispatcher } = setup();
+    await dispatcher.dispatch('trigger_crash_dump', '6.0', null, ctx(), { instance });
+    expect(h.driver.nmiCount(NAME_A)).toBe(1);
+    expect(h.stores.actionRows.map((a) => a.action)).toEqual(['trigger_crash_dump']);
+    expect(h.stores.eventRows.map((e) => [e.event, e.result])).toEqual([['compute_trigger_crash_dump', 'Success']]);
+  });
+
+  it('raises InstanceNotRunning for a powered-off guest, with an Error event and a fault', async () => {
+    const { h, dispatcher } = setup();
+    h.driver.addInstance({ name: NAME_A, uuid: UUID_A, powerState: PowerState.SHUTDOWN });
+    await expect(dispatcher.dispatch('trigger_crash_dump', '5.0', null, ctx(), { instance })).rejects.toBeInstanceOf(InstanceNotRunning);
+    expect(h.stores.eventRows.map((e) => e.result)).toEqual(['Error']);
+    expect(h.stores.eventRows[0]?.traceback).toMatch(/InstanceNotRunning/);
+    expect(h.stores.faultRows.length).toBe(1);
+  });
+});
