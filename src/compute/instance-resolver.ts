@@ -18,6 +18,8 @@ export interface InstanceIdentity {
   vmState?: string | null | undefined;
   taskState?: string | null | undefined;
   powerState?: number | null | undefined;
+  /** The Instance object as the caller sent it (NovaObject primitive), handed to the store untouched. */
+  primitive?: unknown;
 }
 
 export interface ResolvedInstance extends InstanceRef {
@@ -48,7 +50,10 @@ export class InstanceResolver {
   async resolve(identity: InstanceIdentity): Promise<ResolvedInstance> {
     if (identity.uuid === undefined) return this.resolveById(identity.id);
     const cached = this.known.get(identity.uuid);
-    if (cached && (identity.id === undefined || identity.id === cached.id)) return cached;
+    if (cached && (identity.id === undefined || identity.id === cached.id)) {
+      this.track(identity);
+      return cached;
+    }
 
     const row = await this.stores.instances.getByUuid(identity.uuid);
     let resolved: ResolvedInstance;
@@ -75,8 +80,14 @@ export class InstanceResolver {
     } else {
       throw new InstanceNotFound(identity.uuid);
     }
+    this.track(identity);
     this.remember(resolved);
     return resolved;
+  }
+
+  /** The caller's Instance object goes to the store last, so it is what the operation's writes build on. */
+  private track(identity: InstanceIdentity): void {
+    if (identity.uuid !== undefined && identity.primitive !== undefined) this.stores.instances.track(identity.uuid, identity.primitive);
   }
 
   /** A guest addressed by id alone: its row must exist (discovered or adopted). */

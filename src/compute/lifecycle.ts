@@ -1,15 +1,19 @@
-// Keeping the instances table true to the hypervisor: discovery at start-up (Nova's init_host),
-// lifecycle events from the driver applied within a second, and the periodic power-state sync
-// (Nova's _sync_power_states) that repairs whatever events missed.
+// Keeping the instance records true to the hypervisor: discovery at start-up (Nova's init_host),
+// lifecycle events from the driver applied as they arrive (Nova's libvirt driver holds a STOPPED event
+// 15 s; we do not), and the periodic power-state sync (Nova's _sync_power_states) that repairs whatever
+// events missed. A guest that stopped by itself is stopped the way Nova does it: a `stop` action
+// started by the host, then stop_instance.
 
 import { randomUUID } from 'node:crypto';
 import { inject, injectable } from 'inversify';
-import { InstanceNotFound } from '../exception.js';
+import { adminContext, type RequestContext } from '../context.js';
+import { InstanceNotFound, InternalError } from '../exception.js';
 import type { Logger } from '../logging.js';
 import { ComputeDriver, type DiscoveredInstance, type LifecycleEvent } from '../virt/driver.js';
 import { PowerState } from '../virt/power-state.js';
-import { InstanceResolver } from './instance-resolver.js';
-import { VmState } from './states.js';
+import { InstanceResolver, type ResolvedInstance } from './instance-resolver.js';
+import { InstanceRecorder } from './recorder.js';
+import { TaskState, VmState } from './states.js';
 import {
   ComputeLogger,
   ComputeSettings,
@@ -18,7 +22,14 @@ import {
   type ComputeStoresShape,
   type InstanceRecord,
   type InstanceStatesUpdate,
+  isUnexpectedTaskState,
 } from './tokens.js';
+
+/** How the host stops an instance it found off (the manager's stop_instance, run in-process). */
+export type StopHandler = (ctx: RequestContext, instance: ResolvedInstance) => Promise<void>;
+
+/** QEMU reasons for a stop the guest did not ask for: recorded as an instance fault. */
+const ABNORMAL_STOP = /guest-panic|host-signal|host-error|disconnect|GUEST_PANICKED|crash/i;
 
 /** vm_states Nova leaves alone in a power-state sync. */
 const SYNC_SKIP_VM_STATES = new Set<string>([VmState.BUILDING, VmState.RESCUED, VmState.RESIZED, VmState.SUSPENDED, VmState.ERROR]);
@@ -52,6 +63,7 @@ export class PowerStateSync {
   /** Per-instance chain so events for one guest apply in order. */
   private readonly chains = new Map<string, Promise<void>>();
   private closed = false;
+  private stopHandler: StopHandler | null = null;
   eventsHandled = 0;
 
   constructor(
@@ -59,9 +71,15 @@ export class PowerStateSync {
     @inject(ComputeSettings) private readonly settings: ComputeSettingsShape,
     @inject(ComputeStores) private readonly stores: ComputeStoresShape,
     @inject(InstanceResolver) private readonly resolver: InstanceResolver,
+    @inject(InstanceRecorder) private readonly recorder: InstanceRecorder,
     @inject(ComputeLogger) logger: Logger,
   ) {
     this.log = logger.child({ component: 'power-sync' });
+  }
+
+  /** The compute manager registers its stop_instance here (Nova casts stop_instance to itself). */
+  onUnexpectedShutdown(handler: StopHandler): void {
+    this.stopHandler = handler;
   }
 
   /** Connects the driver, reconciles the rows of every guest found, and starts events and the periodic sync. */
@@ -121,7 +139,7 @@ export class PowerStateSync {
     let row = await this.stores.instances.getByName(guest.name);
     if (!row && guest.uuid) row = await this.stores.instances.getByUuid(guest.uuid);
     if (!row) {
-      row = await this.stores.instances.upsert({
+      const created = await this.stores.instances.upsert({
         uuid: guest.uuid ?? randomUUID(),
         id: template.parseId(guest.name),
         name: guest.name,
@@ -134,6 +152,11 @@ export class PowerStateSync {
         projectId: this.settings.defaultInstanceProject || null,
         userId: this.settings.defaultInstanceUser || null,
       });
+      if (!created) {
+        this.log.info({ instance_name: guest.name, guest_uuid: guest.uuid }, 'guest has no instance in the instance database; left alone');
+        return;
+      }
+      row = created;
       this.log.info({ instance_uuid: row.uuid, instance_name: guest.name }, 'discovered a new guest');
     } else {
       await this.applyState(row, guest.powerState);
@@ -149,7 +172,7 @@ export class PowerStateSync {
       return;
     }
     this.log.info({ instance_uuid: row.uuid, transition: event.transition, source: event.source }, 'lifecycle event');
-    await this.applyState(row, event.powerState);
+    await this.applyState(row, event.powerState, event.source);
   }
 
   private async syncOne(row: InstanceRecord): Promise<void> {
@@ -163,13 +186,53 @@ export class PowerStateSync {
     await this.applyState(row, actual);
   }
 
-  private async applyState(row: InstanceRecord, actual: PowerState): Promise<void> {
+  /** Nova's _sync_instance_power_state for one instance and the hypervisor's state `actual`. */
+  private async applyState(row: InstanceRecord, actual: PowerState, reason = 'power-state sync'): Promise<void> {
+    if (row.host !== null && row.host !== this.settings.host) {
+      this.log.info({ instance_uuid: row.uuid, host: row.host }, 'instance is on another host now; not syncing its power state');
+      return;
+    }
     const update = syncDecision(row, actual);
     if (row.vmState === VmState.STOPPED && !OFF_STATES.has(actual) && !row.taskState) {
       this.log.warn({ instance_uuid: row.uuid, power_state: actual }, 'instance is running while vm_state is stopped; left running');
     }
     if (!update) return;
-    await this.stores.instances.updateStates(row.uuid, update);
-    this.log.info({ instance_uuid: row.uuid, ...update }, 'power state synced');
+    const ctx = adminContext(`req-${randomUUID()}`);
+    if (update.powerState !== undefined) await this.stores.instances.updateStates(row.uuid, { powerState: update.powerState }, { ctx });
+    this.log.info({ instance_uuid: row.uuid, ...update, reason }, 'power state synced');
+    if (update.vmState === VmState.STOPPED) await this.stopUnexpected(ctx, row, actual, reason);
+  }
+
+  /**
+   * Nova's _stop_unexpected_shutdown_instance and compute API force_stop: task_state powering-off
+   * (only from None), a `stop` action under a fresh request id, then stop_instance on this host.
+   * A reason QEMU gives for an abnormal stop (panic, killed by a signal) is kept as an instance fault.
+   */
+  private async stopUnexpected(ctx: RequestContext, row: InstanceRecord, actual: PowerState, reason: string): Promise<void> {
+    const instance: ResolvedInstance = { uuid: row.uuid, name: row.name, id: row.id };
+    this.log.warn({ instance_uuid: row.uuid, reason, power_state: actual }, 'Instance shutdown by itself. Calling the stop API.');
+    if (ABNORMAL_STOP.test(reason) || actual === PowerState.CRASHED) {
+      await this.recorder.recordFault(ctx, instance, new GuestStoppedByItself(row.uuid, reason));
+    }
+    try {
+      await this.stores.instances.updateStates(row.uuid, { taskState: TaskState.POWERING_OFF, progress: 0 }, { ctx, expectedTaskState: [null] });
+    } catch (err) {
+      if (!isUnexpectedTaskState(err)) throw err;
+      this.log.info({ instance_uuid: row.uuid, err: String(err) }, 'another task took the instance first; not stopping it');
+      return;
+    }
+    await this.stores.actions.actionStart(ctx, { instanceUuid: row.uuid, action: 'stop' });
+    if (this.stopHandler) {
+      await this.stopHandler(ctx, instance);
+    } else {
+      await this.stores.instances.updateStates(row.uuid, { powerState: actual, vmState: VmState.STOPPED, taskState: null }, { ctx, expectedTaskState: [TaskState.POWERING_OFF, null] });
+    }
+  }
+}
+
+/** The fault left when QEMU says why a guest stopped without being asked (a panic, a kill from outside). */
+export class GuestStoppedByItself extends InternalError {
+  constructor(uuid: string, reason: string) {
+    super(`Instance ${uuid} stopped by itself: QEMU reported ${reason}`);
   }
 }

@@ -2,7 +2,6 @@
 // (nova/compute/manager.py). It reaches guests only through the ComputeDriver contract and records
 // what Nova records: states, instance actions and events, faults, console tokens, diagnostics, audit.
 
-import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { inject, injectable } from 'inversify';
 import type { RequestContext } from '../context.js';
@@ -16,12 +15,20 @@ import {
 import type { Logger } from '../logging.js';
 import { ComputeDriver, type Diagnostics, type LegacyDiagnostics, type MonitorCommand, type RebootType } from '../virt/driver.js';
 import { PowerState, powerStateName } from '../virt/power-state.js';
-import { ComputeSettings, ComputeStores, ComputeLogger, type ComputeStoresShape, type ComputeSettingsShape } from './tokens.js';
+import {
+  ComputeLogger,
+  ComputeNotifier,
+  ComputeSettings,
+  ComputeStores,
+  type ComputeNotifierShape,
+  type ComputeSettingsShape,
+  type ComputeStoresShape,
+} from './tokens.js';
 import { InstanceResolver, type InstanceIdentity, type ResolvedInstance } from './instance-resolver.js';
 import { PowerStateSync } from './lifecycle.js';
 import { InstanceRecorder } from './recorder.js';
 import { MonitorPolicy } from './monitor-policy.js';
-import { TaskState, VmState } from './states.js';
+import { HARD_REBOOT_STATES, SOFT_REBOOT_STATES, TaskState, VmState } from './states.js';
 
 /** What get_vnc_console / get_serial_console return (Nova's ConsoleAuthToken connection info). */
 export interface ConsoleConnectInfo {
@@ -33,6 +40,7 @@ export interface ConsoleConnectInfo {
 }
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
+const OFF_STATES = new Set<number>([PowerState.NOSTATE, PowerState.SHUTDOWN, PowerState.CRASHED]);
 
 @injectable()
 export class ComputeManager {
@@ -46,9 +54,12 @@ export class ComputeManager {
     @inject(InstanceRecorder) private readonly recorder: InstanceRecorder,
     @inject(MonitorPolicy) private readonly monitorPolicy: MonitorPolicy,
     @inject(PowerStateSync) private readonly sync: PowerStateSync,
+    @inject(ComputeNotifier) private readonly notifier: ComputeNotifierShape,
     @inject(ComputeLogger) logger: Logger,
   ) {
     this.log = logger.child({ component: 'compute-manager' });
+    // Nova's compute API casts stop_instance to the host that found its guest off; here it runs in-process.
+    sync.onUnexpectedShutdown((ctx, instance) => this.stopInstance(ctx, instance, true));
   }
 
   /** Nova: get_console_output. The tail of the serial console, ASCII with replacement characters. */
@@ -86,7 +97,7 @@ export class ComputeManager {
       if (consoleType !== 'novnc') throw new ConsoleTypeInvalid(consoleType);
       const endpoint = await this.notReadyIfMissing(instance, () => this.driver.getVncConsole(instance));
       const host = WILDCARD_HOSTS.has(endpoint.host) ? this.settings.vncProxyClientAddress : endpoint.host;
-      return this.authorizeConsole(instance, consoleType, { ...endpoint, host }, this.settings.novncProxyBaseUrl);
+      return this.authorizeConsole(ctx, instance, consoleType, { ...endpoint, host }, this.settings.novncProxyBaseUrl);
     });
   }
 
@@ -97,7 +108,7 @@ export class ComputeManager {
       if (consoleType !== 'serial') throw new ConsoleTypeInvalid(consoleType);
       const endpoint = await this.notReadyIfMissing(instance, () => this.driver.getSerialConsole(instance));
       const host = WILDCARD_HOSTS.has(endpoint.host) ? this.settings.serialProxyClientAddress : endpoint.host;
-      return this.authorizeConsole(instance, consoleType, { ...endpoint, host }, this.settings.serialBaseUrl);
+      return this.authorizeConsole(ctx, instance, consoleType, { ...endpoint, host }, this.settings.serialBaseUrl);
     });
   }
 
@@ -108,57 +119,90 @@ export class ComputeManager {
     return endpoint.port === port;
   }
 
-  /** Nova: stop_instance. Clean shutdown waits shutdown_timeout for the guest, then forces. */
+  /**
+   * Nova: stop_instance. Clean shutdown waits shutdown_timeout for the guest, then forces. A guest
+   * already off also accepts an instance whose task_state was never set (Nova's expected [powering-off, None]).
+   */
   async stopInstance(ctx: RequestContext, instance: ResolvedInstance, cleanShutdown: boolean): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'stop', 'compute_stop_instance', TaskState.POWERING_OFF, async () => {
+    await this.recorder.withEvent(ctx, instance, 'stop', 'stop_instance', async () => {
+      const before = await this.currentPowerState(instance);
+      const expected: Array<string | null> = [TaskState.POWERING_OFF];
+      if (OFF_STATES.has(before)) expected.push(null);
+      this.notifier.instanceAction(ctx, instance, 'power_off', 'start');
       const timeout = cleanShutdown ? this.settings.shutdownTimeout : 0;
       await this.driver.powerOff(instance, { timeout, retryInterval: this.settings.shutdownRetryInterval });
-      return { powerState: await this.currentPowerState(instance), vmState: VmState.STOPPED };
+      const powerState = await this.currentPowerState(instance);
+      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.STOPPED, taskState: null }, expected);
+      this.notifier.instanceAction(ctx, instance, 'power_off', 'end');
     });
   }
 
   /** Nova: start_instance. */
   async startInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'start', 'compute_start_instance', TaskState.POWERING_ON, async () => {
+    await this.recorder.withEvent(ctx, instance, 'start', 'start_instance', async () => {
+      this.notifier.instanceAction(ctx, instance, 'power_on', 'start');
       await this.driver.powerOn(instance);
-      return { powerState: await this.currentPowerState(instance), vmState: VmState.ACTIVE };
+      const powerState = await this.currentPowerState(instance);
+      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.ACTIVE, taskState: null }, TaskState.POWERING_ON);
+      this.notifier.instanceAction(ctx, instance, 'power_on', 'end');
     });
   }
 
   /** Nova: pause_instance. */
   async pauseInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'pause', 'compute_pause_instance', TaskState.PAUSING, async () => {
+    await this.recorder.withEvent(ctx, instance, 'pause', 'pause_instance', async () => {
+      this.notifier.instanceAction(ctx, instance, 'pause', 'start');
       await this.driver.pause(instance);
-      return { powerState: await this.currentPowerState(instance), vmState: VmState.PAUSED };
+      const powerState = await this.currentPowerState(instance);
+      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.PAUSED, taskState: null }, TaskState.PAUSING);
+      this.notifier.instanceAction(ctx, instance, 'pause', 'end');
     });
   }
 
   /** Nova: unpause_instance. */
   async unpauseInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'unpause', 'compute_unpause_instance', TaskState.UNPAUSING, async () => {
+    await this.recorder.withEvent(ctx, instance, 'unpause', 'unpause_instance', async () => {
+      this.notifier.instanceAction(ctx, instance, 'unpause', 'start');
       await this.driver.unpause(instance);
-      return { powerState: await this.currentPowerState(instance), vmState: VmState.ACTIVE };
+      const powerState = await this.currentPowerState(instance);
+      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.ACTIVE, taskState: null }, TaskState.UNPAUSING);
+      this.notifier.instanceAction(ctx, instance, 'unpause', 'end');
     });
   }
 
   /**
-   * Nova: reboot_instance. A failed reboot leaves a fault; the instance goes to ERROR only when it is
-   * not running afterwards, as in Nova.
+   * Nova: reboot_instance (_reboot_instance). task_state goes reboot_pending(_hard) then
+   * reboot_started(_hard) before the driver reboots. A failed reboot of a guest that still runs
+   * leaves a fault and ends ACTIVE; otherwise the instance goes to ERROR and the error propagates.
    */
   async rebootInstance(ctx: RequestContext, instance: ResolvedInstance, rebootType: RebootType): Promise<void> {
-    const task = rebootType === 'HARD' ? TaskState.REBOOTING_HARD : TaskState.REBOOTING;
-    await this.recorder.withEvent(
-      ctx,
-      instance,
-      'reboot',
-      'compute_reboot_instance',
-      task,
-      async () => {
+    const hard = rebootType === 'HARD';
+    await this.recorder.withEvent(ctx, instance, 'reboot', 'reboot_instance', async () => {
+      const vmState = this.stores.instances.details(instance.uuid)?.['vm_state'] === VmState.RESCUED ? VmState.RESCUED : VmState.ACTIVE;
+      this.notifier.instanceAction(ctx, instance, 'reboot', 'start');
+      const pending = hard ? TaskState.REBOOT_PENDING_HARD : TaskState.REBOOT_PENDING;
+      const expected = hard ? HARD_REBOOT_STATES : SOFT_REBOOT_STATES;
+      await this.recorder.save(ctx, instance, { taskState: pending, powerState: await this.currentPowerState(instance) }, expected);
+      const started = hard ? TaskState.REBOOT_STARTED_HARD : TaskState.REBOOT_STARTED;
+      let powerState: number | null = null;
+      try {
+        await this.recorder.save(ctx, instance, { taskState: started }, pending);
         await this.driver.reboot(instance, rebootType);
-        return { powerState: await this.currentPowerState(instance), vmState: VmState.ACTIVE };
-      },
-      async () => ((await this.currentPowerState(instance)) === PowerState.RUNNING ? null : VmState.ERROR),
-    );
+      } catch (err) {
+        powerState = await this.currentPowerState(instance);
+        if (powerState !== PowerState.RUNNING) {
+          this.log.error({ instance_uuid: instance.uuid, err: String(err) }, 'Cannot reboot instance');
+          await this.recorder.save(ctx, instance, { vmState: VmState.ERROR, taskState: null });
+          throw err;
+        }
+        this.log.warn({ instance_uuid: instance.uuid, err: String(err) }, 'Reboot failed but instance is running');
+        await this.recorder.recordFault(ctx, instance, err);
+        this.notifier.instanceAction(ctx, instance, 'reboot', 'error', err);
+      }
+      powerState ??= await this.currentPowerState(instance);
+      await this.recorder.save(ctx, instance, { powerState, vmState, taskState: null });
+      this.notifier.instanceAction(ctx, instance, 'reboot', 'end');
+    });
   }
 
   /** novamon: QMP or HMP passthrough. Admin only, allow-listed, audited before it runs. */
@@ -202,14 +246,13 @@ export class ComputeManager {
   }
 
   private async authorizeConsole(
+    ctx: RequestContext,
     instance: ResolvedInstance,
     consoleType: string,
     endpoint: { host: string; port: number; internalAccessPath: string | null },
     accessUrlBase: string,
   ): Promise<ConsoleConnectInfo> {
-    const token = randomUUID();
-    await this.stores.tokens.create({
-      token,
+    const token = await this.stores.tokens.authorize({
       consoleType,
       host: endpoint.host,
       port: endpoint.port,
@@ -217,7 +260,7 @@ export class ComputeManager {
       instanceUuid: instance.uuid,
       accessUrlBase,
       ttlSeconds: this.settings.tokenTtl,
-    });
+    }, ctx);
     const accessUrl =
       consoleType === 'novnc' ? `${accessUrlBase}?path=%3Ftoken%3D${token}` : `${accessUrlBase}?token=${token}`;
     return { host: endpoint.host, port: endpoint.port, internalAccessPath: endpoint.internalAccessPath, token, accessUrl };

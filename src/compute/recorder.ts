@@ -1,20 +1,26 @@
-// What Nova's decorators do around manager methods: wrap_instance_fault (a fault row on error),
-// wrap_instance_event (an instance action + event with result and traceback), reverts_task_state,
-// and the state writes after a power operation. Diagnostics snapshots go through a batched store.
+// What Nova's decorators do around manager methods: wrap_instance_fault (a fault on error),
+// wrap_instance_event (an event under the caller's instance action, Success or Error with its
+// traceback), reverts_task_state and wrap_exception; and instance.save with expected_task_state.
+// Diagnostics snapshots go through a batched store.
 
-import { randomUUID } from 'node:crypto';
 import { inject, injectable } from 'inversify';
 import type { RequestContext } from '../context.js';
 import { InstanceNotFound, NovaException } from '../exception.js';
 import type { Logger } from '../logging.js';
 import type { Diagnostics, LegacyDiagnostics } from '../virt/driver.js';
 import type { ResolvedInstance } from './instance-resolver.js';
-import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape, type ComputeStoresShape } from './tokens.js';
-
-export interface StateOutcome {
-  powerState: number;
-  vmState: string;
-}
+import {
+  ComputeLogger,
+  ComputeNotifier,
+  ComputeSettings,
+  ComputeStores,
+  isUnexpectedTaskState,
+  type ComputeNotifierShape,
+  type ComputeSettingsShape,
+  type ComputeStoresShape,
+  type ExpectedTaskState,
+  type InstanceStatesUpdate,
+} from './tokens.js';
 
 @injectable()
 export class InstanceRecorder {
@@ -23,12 +29,13 @@ export class InstanceRecorder {
   constructor(
     @inject(ComputeSettings) private readonly settings: ComputeSettingsShape,
     @inject(ComputeStores) private readonly stores: ComputeStoresShape,
+    @inject(ComputeNotifier) private readonly notifier: ComputeNotifierShape,
     @inject(ComputeLogger) logger: Logger,
   ) {
     this.log = logger.child({ component: 'recorder' });
   }
 
-  /** Nova's wrap_instance_fault: any error but InstanceNotFound leaves an instance_faults row. */
+  /** Nova's wrap_instance_fault: any error but InstanceNotFound leaves an instance fault. */
   async withFault<T>(ctx: RequestContext, instance: ResolvedInstance, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -39,47 +46,61 @@ export class InstanceRecorder {
   }
 
   /**
-   * Nova's wrap_instance_event + reverts_task_state around a power operation: the action (reused
-   * for the same request id) and its event; task_state set while it runs and cleared after; the
-   * states the operation produced; on error a fault, an Error event with the traceback, and the
-   * vm_state `onError` chooses (null keeps it).
+   * Nova's wrap_exception > reverts_task_state > wrap_instance_event > wrap_instance_fault around a
+   * power operation `method` (event `compute_<method>`; `action` names the action the standalone
+   * database creates when no API did). The operation saves its own states (see save()). On error:
+   * a fault, the event finished as Error with the traceback, task_state reset to None unless another
+   * task pre-empted this one (UnexpectedTaskStateError), and an exception notification.
    */
-  async withEvent(
-    ctx: RequestContext,
-    instance: ResolvedInstance,
-    action: string,
-    event: string,
-    taskState: string,
-    fn: () => Promise<StateOutcome>,
-    onError?: () => Promise<string | null>,
-  ): Promise<void> {
-    const requestId = ctx.requestId ?? `req-${randomUUID()}`;
-    const { instances, actions } = this.stores;
-    const [actionId] = await Promise.all([
-      actions.start({ action, instanceUuid: instance.uuid, requestId, userId: ctx.userId, projectId: ctx.projectId }),
-      instances.updateStates(instance.uuid, { taskState }),
-    ]);
-    const eventId = await actions.startEvent(actionId, event, this.settings.host);
+  async withEvent<T>(ctx: RequestContext, instance: ResolvedInstance, action: string, method: string, fn: () => Promise<T>): Promise<T> {
+    const event = `compute_${method}`;
+    const requestId = ctx.requestId;
     try {
-      const outcome = await fn();
-      await Promise.all([
-        instances.updateStates(instance.uuid, { powerState: outcome.powerState, vmState: outcome.vmState, taskState: null }),
-        actions.finishEvent(actionId, eventId, 'Success', null),
-      ]);
-      this.log.info({ instance_uuid: instance.uuid, request_id: requestId, event }, `${action} done`);
-    } catch (err) {
-      let vmState: string | null = null;
+      const handle = await this.stores.actions.eventStart(ctx, { instanceUuid: instance.uuid, action, event, host: this.settings.host });
+      let result: T;
       try {
-        vmState = onError ? await onError() : null;
-      } catch (stateErr) {
-        this.log.warn({ instance_uuid: instance.uuid, err: stateErr }, 'could not read the power state after a failure');
+        result = await this.withFault(ctx, instance, fn);
+      } catch (err) {
+        await this.finishEvent(ctx, instance, () =>
+          this.stores.actions.eventFinish(ctx, handle, { result: 'Error', details: faultMessage(err), traceback: traceback(err) }),
+        );
+        throw err;
       }
-      await Promise.all([
-        instances.updateStates(instance.uuid, vmState ? { taskState: null, vmState } : { taskState: null }),
-        actions.finishEvent(actionId, eventId, 'Error', traceback(err)),
-        this.recordFault(ctx, instance, err),
-      ]);
+      await this.finishEvent(ctx, instance, () => this.stores.actions.eventFinish(ctx, handle, { result: 'Success', details: null, traceback: null }));
+      this.log.info({ instance_uuid: instance.uuid, request_id: requestId, event }, `${action} done`);
+      return result;
+    } catch (err) {
+      if (isUnexpectedTaskState(err)) {
+        this.log.info({ instance_uuid: instance.uuid, request_id: requestId, err: (err as Error).message }, 'Task possibly preempted');
+      } else {
+        await this.revertTaskState(ctx, instance);
+      }
+      this.notifier.exception(ctx, instance, method, err);
       throw err;
+    }
+  }
+
+  /** Nova's instance.save(expected_task_state=...): the fields the operation set, checked where the store can. */
+  async save(ctx: RequestContext, instance: ResolvedInstance, update: InstanceStatesUpdate, expectedTaskState?: ExpectedTaskState): Promise<void> {
+    await this.stores.instances.updateStates(instance.uuid, update, expectedTaskState === undefined ? { ctx } : { ctx, expectedTaskState });
+  }
+
+  /** reverts_task_state: task_state None, no expectation; a vanished instance is not an error. */
+  private async revertTaskState(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+    try {
+      await this.stores.instances.updateStates(instance.uuid, { taskState: null }, { ctx });
+    } catch (err) {
+      if (err instanceof InstanceNotFound || (err as { className?: unknown }).className === 'InstanceNotFound') return;
+      this.log.warn({ instance_uuid: instance.uuid, err: String(err) }, 'Failed to revert task state for instance');
+    }
+  }
+
+  /** EventReporter's graceful exit: a failure to finish the event is logged, never raised. */
+  private async finishEvent(_ctx: RequestContext, instance: ResolvedInstance, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.log.warn({ instance_uuid: instance.uuid, err: String(err) }, 'could not finish the instance action event');
     }
   }
 
@@ -90,18 +111,25 @@ export class InstanceRecorder {
       .catch((err: unknown) => this.log.error({ instance_uuid: instance.uuid, err }, 'diagnostics snapshot not written'));
   }
 
+  /** Nova's add_instance_fault_from_exc: code, message, and the traceback only for a 500. */
   async recordFault(ctx: RequestContext, instance: ResolvedInstance, err: unknown): Promise<void> {
-    if (err instanceof InstanceNotFound) return;
+    if (err instanceof InstanceNotFound || (err as { className?: unknown } | null)?.className === 'InstanceNotFound') return;
     const code = err instanceof NovaException ? err.code : 500;
-    const message = err instanceof Error ? err.message : String(err);
+    const message = faultMessage(err);
     const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : undefined;
     this.log.warn({ instance_uuid: instance.uuid, request_id: ctx.requestId, err: message, cause }, 'instance fault');
     try {
-      await this.stores.faults.record({ instanceUuid: instance.uuid, code, message: message.slice(0, 255), details: traceback(err), host: this.settings.host });
+      await this.stores.faults.record({ instanceUuid: instance.uuid, code, message, details: code === 500 ? traceback(err) : '', host: this.settings.host }, ctx);
     } catch (dbErr) {
       this.log.error({ instance_uuid: instance.uuid, err: dbErr }, 'instance fault not recorded');
     }
   }
+}
+
+/** Nova's format_message() for its exceptions, else the class name; at most 255 characters. */
+export function faultMessage(err: unknown): string {
+  if (err instanceof NovaException) return err.message.slice(0, 255);
+  return (err instanceof Error ? err.name || 'Error' : typeof err).slice(0, 255);
 }
 
 /** A short traceback for faults and events: class and message, then our frames without file paths. */

@@ -24,8 +24,14 @@ export const TaskState = {
   SUSPENDING: 'suspending',
   RESUMING: 'resuming',
   REBOOTING: 'rebooting',
+  REBOOT_PENDING: 'reboot_pending',
   REBOOT_STARTED: 'reboot_started',
   REBOOTING_HARD: 'rebooting_hard',
+  REBOOT_PENDING_HARD: 'reboot_pending_hard',
   REBOOT_STARTED_HARD: 'reboot_started_hard',
 } as const;
 export type TaskState = (typeof TaskState)[keyof typeof TaskState];
+
+/** nova/compute/task_states.py soft_reboot_states / hard_reboot_states. */
+export const SOFT_REBOOT_STATES: readonly string[] = [TaskState.REBOOTING, TaskState.REBOOT_PENDING, TaskState.REBOOT_STARTED];
+export const HARD_REBOOT_STATES: readonly string[] = [TaskState.REBOOTING_HARD, TaskState.REBOOT_PENDING_HARD, TaskState.REBOOT_STARTED_HARD];

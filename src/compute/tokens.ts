@@ -1,12 +1,14 @@
 // Service identifiers and the ports the compute layer needs from its surroundings: its settings
 // (from the configuration) and the stores it records into (implemented by src/db repositories).
 
+import type { RequestContext } from '../context.js';
 import type { Logger } from '../logging.js';
 import type { Diagnostics, LegacyDiagnostics } from '../virt/driver.js';
 
 export const ComputeSettings = Symbol.for('novamon.ComputeSettings');
 export const ComputeStores = Symbol.for('novamon.ComputeStores');
 export const ComputeLogger = Symbol.for('novamon.ComputeLogger');
+export const ComputeNotifier = Symbol.for('novamon.ComputeNotifier');
 
 export interface ComputeSettingsShape {
   host: string;
@@ -43,13 +45,33 @@ export interface InstanceStatesUpdate {
   powerState?: number;
   vmState?: string;
   taskState?: string | null;
+  progress?: number;
+}
+
+/** Nova's expected_task_state: the task_state(s) the stored instance must have for a save to apply. */
+export type ExpectedTaskState = string | null | ReadonlyArray<string | null>;
+
+export interface SaveOptions {
+  /** Checked by stores that hold Nova's instance database (UnexpectedTaskStateError on a mismatch). */
+  expectedTaskState?: ExpectedTaskState;
+  /** The request the write belongs to (Nova saves under the caller's context). */
+  ctx?: RequestContext;
+}
+
+/** Nova's UnexpectedTaskStateError (or UnexpectedDeletingTaskStateError): another task pre-empted this one. */
+export function isUnexpectedTaskState(err: unknown): boolean {
+  const name = (err as { className?: unknown } | null)?.className;
+  return name === 'UnexpectedTaskStateError' || name === 'UnexpectedDeletingTaskStateError';
 }
 
 export interface InstanceStore {
   getByUuid(uuid: string): Promise<InstanceRecord | null>;
   getByName(name: string): Promise<InstanceRecord | null>;
   listByHost(host: string): Promise<InstanceRecord[]>;
-  /** Insert or update a row from what a caller or the hypervisor told us; returns the row. */
+  /**
+   * Insert or update a row from what a caller or the hypervisor told us; returns the row, or null
+   * when this store does not record guests on its own (Nova's database: only Nova creates instances).
+   */
   upsert(row: {
     uuid: string;
     id: number | null;
@@ -62,32 +84,62 @@ export interface InstanceStore {
     displayName?: string | null;
     projectId?: string | null;
     userId?: string | null;
-  }): Promise<InstanceRecord>;
-  updateStates(uuid: string, update: InstanceStatesUpdate): Promise<void>;
+  }): Promise<InstanceRecord | null>;
+  /**
+   * The Instance object a compute RPC caller sent (a NovaObject primitive), before the method runs:
+   * a store that writes through Nova's conductor saves on top of it, as nova-compute saves the
+   * instance it was handed. Stores with their own rows ignore it.
+   */
+  track(uuid: string, primitive: unknown): void;
+  /** Nova's instance.save(): the given fields, under `opts.expectedTaskState` where the store checks it. */
+  updateStates(uuid: string, update: InstanceStatesUpdate, opts?: SaveOptions): Promise<void>;
+  /** Every field the store holds for the instance (Instance primitive data; for notifications), or null. */
+  details(uuid: string): Record<string, unknown> | null;
 }
 
 export interface FaultStore {
-  record(fault: { instanceUuid: string; code: number; message: string; details: string; host: string }): Promise<void>;
+  /** Nova's add_instance_fault_from_exc (InstanceFault.create). */
+  record(fault: { instanceUuid: string; code: number; message: string; details: string; host: string }, ctx?: RequestContext): Promise<void>;
+}
+
+/** What finishing an event needs; opaque to the compute layer. */
+export interface ActionEventHandle {
+  readonly instanceUuid: string;
+  readonly event: string;
+  readonly actionId?: number;
+  readonly eventId?: number;
 }
 
 export interface ActionStore {
-  /** Nova's InstanceAction.action_start, reusing the action of the same request id. */
-  start(action: { action: string; instanceUuid: string; requestId: string; userId: string | null; projectId: string | null }): Promise<number>;
-  startEvent(actionId: number, event: string, host: string): Promise<number>;
-  finishEvent(actionId: number, eventId: number, result: 'Success' | 'Error', traceback: string | null): Promise<void>;
+  /**
+   * Nova's EventReporter enter (InstanceActionEvent.event_start): an event under the action of the
+   * caller's request id. The standalone database also creates that action when no API did.
+   */
+  eventStart(ctx: RequestContext, e: { instanceUuid: string; action: string; event: string; host: string }): Promise<ActionEventHandle>;
+  /** event_finish_with_failure: Success, or Error with the message (details) and traceback. */
+  eventFinish(
+    ctx: RequestContext,
+    handle: ActionEventHandle,
+    outcome: { result: 'Success' | 'Error'; details: string | null; traceback: string | null },
+  ): Promise<void>;
+  /** Nova's InstanceAction.action_start, for actions the compute host starts itself. */
+  actionStart(ctx: RequestContext, a: { instanceUuid: string; action: string }): Promise<void>;
 }
 
 export interface ConsoleTokenStore {
-  create(token: {
-    token: string;
-    consoleType: string;
-    host: string;
-    port: number;
-    internalAccessPath: string | null;
-    instanceUuid: string;
-    accessUrlBase: string;
-    ttlSeconds: number;
-  }): Promise<void>;
+  /** Nova's ConsoleAuthToken.authorize: stores the token's hash and returns the token in clear. */
+  authorize(
+    token: {
+      consoleType: string;
+      host: string;
+      port: number;
+      internalAccessPath: string | null;
+      instanceUuid: string;
+      accessUrlBase: string;
+      ttlSeconds: number;
+    },
+    ctx?: RequestContext,
+  ): Promise<string>;
 }
 
 export interface DiagnosticsStore {
@@ -120,5 +172,22 @@ export interface ComputeStoresShape {
   diagnostics: DiagnosticsStore;
   audit: MonitorAuditStore;
 }
+
+export type InstanceActionName = 'power_off' | 'power_on' | 'pause' | 'unpause' | 'reboot';
+
+/**
+ * Where Nova's manager notifies (_notify_about_instance_usage + notify_about_instance_action, and
+ * wrap_exception). Fire and forget: an implementation queues, logs its own failures, never throws.
+ */
+export interface ComputeNotifierShape {
+  instanceAction(ctx: RequestContext, instance: { uuid: string; name: string }, action: InstanceActionName, phase: 'start' | 'end' | 'error', error?: unknown): void;
+  exception(ctx: RequestContext, instance: { uuid: string; name: string }, method: string, error: unknown): void;
+}
+
+/** The notifier of a deployment that sends no notifications. */
+export const noNotifications: ComputeNotifierShape = {
+  instanceAction: () => undefined,
+  exception: () => undefined,
+};
 
 export type { Logger };

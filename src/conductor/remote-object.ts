@@ -64,6 +64,13 @@ export class RemoteObject {
     return new RemoteObject(expectedName, p['nova_object.version'], { ...clean['nova_object.data'] });
   }
 
+  /** An independent copy (same fields and changes), so concurrent writers never share one object. */
+  clone(): RemoteObject {
+    const o = new RemoteObject(this.name, this.version, structuredClone(this.data));
+    for (const f of this.changed) o.changed.add(f);
+    return o;
+  }
+
   has(field: string): boolean {
     return Object.hasOwn(this.data, field);
   }

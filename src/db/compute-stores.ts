@@ -3,7 +3,10 @@
 // database is unreachable. Instance reads fall back to a cache of the rows this host read or wrote, so
 // calls the monitor can answer keep being answered. Put together in src/main/compute-stores.ts.
 
+import { randomUUID } from 'node:crypto';
+import type { RequestContext } from '../context.js';
 import type {
+  ActionEventHandle,
   ActionStore,
   ConsoleTokenStore,
   DiagnosticsStore,
@@ -65,6 +68,16 @@ export class DatabaseInstanceStore implements InstanceStore {
     }
   }
 
+  /** novamon's own rows are the record here: the caller's Instance object adds nothing to keep. */
+  track(): void {}
+
+  details(uuid: string): Record<string, unknown> | null {
+    const r = this.cache.get(uuid);
+    return r
+      ? { uuid: r.uuid, id: r.id, host: r.host, vm_state: r.vmState, task_state: r.taskState, power_state: r.powerState, project_id: r.projectId, user_id: r.userId }
+      : null;
+  }
+
   async upsert(row: Parameters<InstanceStore['upsert']>[0]): Promise<InstanceRecord> {
     if (row.id === null) throw new Error(`instance ${row.name} has no id: its name does not carry one`);
     const args: UpsertArgs = { ...row, id: row.id };
@@ -82,7 +95,8 @@ export class DatabaseInstanceStore implements InstanceStore {
     return this.cache.remember(await this.writes.write('instances.upsert', args, [], async () => record(await this.repo.upsertFromRpc(args)), spooled));
   }
 
-  async updateStates(uuid: string, update: InstanceStatesUpdate): Promise<void> {
+  /** expected_task_state is not checked here: standalone callers (novamon-manage rpc call) set no task_state first. */
+  async updateStates(uuid: string, { progress: _progress, ...update }: InstanceStatesUpdate): Promise<void> {
     this.cache.patch(uuid, update);
     await this.writes.write('instances.updateStates', { uuid, update }, [], async () => void (await this.repo.updateStates(uuid, update)), () => undefined);
   }
@@ -109,17 +123,19 @@ export class DatabaseActionStore implements ActionStore {
     private readonly writes: DurableWrites,
   ) {}
 
-  start(action: Parameters<ActionStore['start']>[0]): Promise<number> {
-    return this.writes.write('actions.start', action, [], () => this.repo.start(action), (seq) => -seq);
-  }
-
-  startEvent(actionId: number, event: string, host: string): Promise<number> {
+  /** Without an API in front (novamon-manage rpc call), the action of this request is created here. */
+  async eventStart(ctx: RequestContext, e: Parameters<ActionStore['eventStart']>[1]): Promise<ActionEventHandle> {
+    const actionId = await this.start(ctx, e.instanceUuid, e.action);
     const id = this.writes.resolveId(actionId);
-    return this.writes.write('actions.startEvent', { actionId: id, event, host }, [actionId], () => this.repo.startEvent(id, event, host), (seq) => -seq);
+    const eventId = await this.writes.write('actions.startEvent', { actionId: id, event: e.event, host: e.host }, [actionId], () => this.repo.startEvent(id, e.event, e.host), (seq) => -seq);
+    return { instanceUuid: e.instanceUuid, event: e.event, actionId, eventId };
   }
 
-  finishEvent(actionId: number, eventId: number, result: 'Success' | 'Error', traceback: string | null): Promise<void> {
+  eventFinish(_ctx: RequestContext, handle: ActionEventHandle, outcome: Parameters<ActionStore['eventFinish']>[2]): Promise<void> {
     const w = this.writes;
+    const actionId = handle.actionId ?? 0;
+    const eventId = handle.eventId ?? 0;
+    const { result, traceback } = outcome;
     return w.write(
       'actions.finishEvent',
       { actionId: w.resolveId(actionId), eventId: w.resolveId(eventId), result, traceback },
@@ -129,14 +145,26 @@ export class DatabaseActionStore implements ActionStore {
       () => undefined,
     );
   }
+
+  async actionStart(ctx: RequestContext, a: { instanceUuid: string; action: string }): Promise<void> {
+    await this.start(ctx, a.instanceUuid, a.action);
+  }
+
+  /** The action of (instance, request id), created when missing; the id may be a spooled one. */
+  private start(ctx: RequestContext, instanceUuid: string, action: string): Promise<number> {
+    const row = { action, instanceUuid, requestId: ctx.requestId ?? `req-${randomUUID()}`, userId: ctx.userId, projectId: ctx.projectId };
+    return this.writes.write('actions.start', row, [], () => this.repo.start(row), (seq) => -seq);
+  }
 }
 
 export class DatabaseConsoleTokenStore implements ConsoleTokenStore {
   constructor(private readonly repo: KnexConsoleAuthTokenRepository) {}
 
-  async create(token: Parameters<ConsoleTokenStore['create']>[0]): Promise<void> {
+  async authorize(t: Parameters<ConsoleTokenStore['authorize']>[0]): Promise<string> {
     // Not spooled: a console token the proxy cannot read from the database would be useless anyway.
-    await this.repo.create(token);
+    const token = randomUUID();
+    await this.repo.create({ ...t, token });
+    return token;
   }
 }
 

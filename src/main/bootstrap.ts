@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Container } from 'inversify';
 import { loadConfig } from '../config/loader.js';
 import type { Config } from '../config/options.js';
-import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape } from '../compute/tokens.js';
+import { ComputeLogger, ComputeNotifier, ComputeSettings, ComputeStores, noNotifications, type ComputeSettingsShape } from '../compute/tokens.js';
 import { ComputeManager } from '../compute/manager.js';
 import { InstanceResolver } from '../compute/instance-resolver.js';
 import { InstanceRecorder } from '../compute/recorder.js';
@@ -81,6 +81,7 @@ export async function bindCompute(container: Container, config: Config, logger: 
   container.bind(ConfigId).toConstantValue(config);
   container.bind(RootLogger).toConstantValue(logger);
   container.bind(ComputeLogger).toConstantValue(logger);
+  container.bind(ComputeNotifier).toConstantValue(noNotifications);
   container.bind(Database).toConstantValue(db);
   container.bind(ComputeSettings).toConstantValue(computeSettings(config));
   // Writes that must not be lost wait here, fsynced, while the database is away (docs/resilience.md).

@@ -37,6 +37,8 @@ export interface InstanceArg {
   projectId: string | null | undefined;
   userId: string | null | undefined;
   launchedAt: string | null | undefined;
+  /** The argument as received, for a store that writes back through Nova's conductor. */
+  primitive: unknown;
 }
 
 export const INSTANCE_OBJECT_VERSION = '2.7';
@@ -61,6 +63,7 @@ export function parseInstanceArg(value: unknown): InstanceArg {
     projectId: d.project_id,
     userId: d.user_id,
     launchedAt: d.launched_at,
+    primitive: value,
   };
 }
 

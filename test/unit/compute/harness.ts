@@ -6,7 +6,7 @@ import { InstanceResolver } from '../../../src/compute/instance-resolver.js';
 import { InstanceRecorder } from '../../../src/compute/recorder.js';
 import { MonitorPolicy } from '../../../src/compute/monitor-policy.js';
 import { PowerStateSync } from '../../../src/compute/lifecycle.js';
-import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape } from '../../../src/compute/tokens.js';
+import { ComputeLogger, ComputeNotifier, ComputeSettings, ComputeStores, noNotifications, type ComputeSettingsShape } from '../../../src/compute/tokens.js';
 import type { RequestContext } from '../../../src/context.js';
 import { silentLogger } from '../../../src/logging.js';
 import { ComputeDriver } from '../../../src/virt/driver.js';
@@ -52,6 +52,7 @@ export function buildHarness(overrides: Partial<ComputeSettingsShape> = {}): Har
   container.bind(ComputeSettings).toConstantValue(settings(overrides));
   container.bind(ComputeStores).toConstantValue(stores);
   container.bind(ComputeLogger).toConstantValue(silentLogger());
+  container.bind(ComputeNotifier).toConstantValue(noNotifications);
   container.bind(ComputeManager).toSelf().inSingletonScope();
   container.bind(InstanceResolver).toSelf().inSingletonScope();
   container.bind(InstanceRecorder).toSelf().inSingletonScope();
