@@ -240,6 +240,16 @@ export class ComputeManager {
     }
   }
 
+  /**
+   * Nova: set_host_enabled, called by nova-api when an operator enables or disables this compute
+   * service. Nova's only action is the placement trait (none here) and the driver's answer; a disabled
+   * host keeps serving its instances and reporting, so this only acknowledges and logs.
+   */
+  setHostEnabled(ctx: RequestContext, enabled: boolean): string {
+    this.log.info({ request_id: ctx.requestId, enabled }, enabled ? 'compute service enabled by the control plane' : 'compute service disabled by the control plane');
+    return enabled ? 'enabled' : 'disabled';
+  }
+
   /** Nova: get_host_uptime, in the format `uptime` prints. */
   getHostUptime(): string {
     return formatUptime(new Date(), os.uptime(), os.loadavg());

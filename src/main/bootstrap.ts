@@ -19,6 +19,8 @@ import { createComputeStores } from './compute-stores.js';
 import { createLogger, RootLogger, type Logger } from '../logging.js';
 import { ComputeDriver } from '../virt/driver.js';
 import { createDriver } from './drivers.js';
+import { conductorComputeStores } from './conductor.js';
+import type { ConductorClient } from '../conductor/client.js';
 
 export const ConfigId = Symbol.for('novamon.Config');
 
@@ -76,8 +78,11 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
   return db;
 }
 
-/** Binds the compute layer (driver, stores, manager, power sync) into `container`. */
-export async function bindCompute(container: Container, config: Config, logger: Logger, db: Database): Promise<void> {
+/**
+ * Binds the compute layer (driver, stores, manager, power sync) into `container`. With
+ * `instance_store = conductor` the stores go through `conductor` (a Nova cloud's database).
+ */
+export async function bindCompute(container: Container, config: Config, logger: Logger, db: Database, conductor?: ConductorClient): Promise<void> {
   container.bind(ConfigId).toConstantValue(config);
   container.bind(RootLogger).toConstantValue(logger);
   container.bind(ComputeLogger).toConstantValue(logger);
@@ -85,7 +90,13 @@ export async function bindCompute(container: Container, config: Config, logger: 
   container.bind(Database).toConstantValue(db);
   container.bind(ComputeSettings).toConstantValue(computeSettings(config));
   // Writes that must not be lost wait here, fsynced, while the database is away (docs/resilience.md).
-  container.bind(ComputeStores).toConstantValue(createComputeStores(db, logger, { spoolDir: path.join(config.DEFAULT.state_path, 'spool') }));
+  const spoolDir = path.join(config.DEFAULT.state_path, 'spool');
+  if (config.DEFAULT.instance_store === 'conductor') {
+    if (!conductor) throw new Error('instance_store = conductor needs a conductor client');
+    container.bind(ComputeStores).toConstantValue(conductorComputeStores(config, db, logger, conductor, spoolDir));
+  } else {
+    container.bind(ComputeStores).toConstantValue(createComputeStores(db, logger, { spoolDir }));
+  }
   container.bind(ComputeDriver).toConstantValue(await createDriver(config, logger));
   container.bind(ComputeManager).toSelf().inSingletonScope();
   container.bind(InstanceResolver).toSelf().inSingletonScope();

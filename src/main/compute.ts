@@ -16,6 +16,7 @@ import { ComputeForensics } from '../compute/forensics.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
+import { cloudMember } from './conductor.js';
 
 async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-compute', 'Serve Nova\'s compute RPC API from the QEMU monitor', argv);
@@ -24,8 +25,11 @@ async function main(argv: string[]): Promise<void> {
   const log = logger.child({ component: 'main' });
 
   const db = await openDatabase(config, logger);
+  const connection = amqpConnection(config, logger, 'novamon-compute');
+  // A member of a Nova cloud keeps its instances in Nova's database, through nova-conductor.
+  const member = config.DEFAULT.instance_store === 'conductor' ? cloudMember(config, connection, logger) : null;
   const container = new Container();
-  await bindCompute(container, config, logger, db);
+  await bindCompute(container, config, logger, db, member?.conductor);
   const manager = container.get(ComputeManager);
   const sync = container.get(PowerStateSync);
   const driver = container.get<ComputeDriverType>(ComputeDriver);
@@ -33,7 +37,6 @@ async function main(argv: string[]): Promise<void> {
 
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
-  const connection = amqpConnection(config, logger, 'novamon-compute');
   const server = new RpcServer({
     connection,
     exchange: config.DEFAULT.control_exchange,
@@ -65,18 +68,31 @@ async function main(argv: string[]): Promise<void> {
     : null;
   onShutdown(logger, 10_000, () => ({ inFlight: server.inFlight }), [
     () => server.stop(),
+    // Nova keeps the service row: nova-api shows the host down once service_down_time has passed.
+    () => member?.membership.close(),
     () => sync.close(),
     () => container.get<ComputeStoresWithClose>(ComputeStores).close(),
     () => driver.close(),
+    () => member?.rpc.close(),
     () => connection.close(),
     () => ops?.close(),
     () => db.close(),
   ]);
 
-  await sync.start();
-  await connection.connect();
+  if (member) {
+    // Nova's order: a conductor answers, the service row exists, the host's instances are synced, RPC is served, heartbeats run.
+    await connection.connect();
+    await member.membership.join();
+    await sync.start();
+  } else {
+    await sync.start();
+    await connection.connect();
+  }
   await server.start();
-  log.info({ host: config.DEFAULT.host, driver: driver.type, exchange: config.DEFAULT.control_exchange, queues: server.queues, database: db.kind }, 'novamon-compute ready');
+  log.info(
+    { host: config.DEFAULT.host, driver: driver.type, exchange: config.DEFAULT.control_exchange, queues: server.queues, database: db.kind, instance_store: config.DEFAULT.instance_store },
+    'novamon-compute ready',
+  );
 }
 
 /** Monitor connection counters, for drivers that keep monitor connections (qemu). */

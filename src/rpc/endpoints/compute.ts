@@ -126,6 +126,7 @@ export class ComputeEndpoint implements RpcEndpoint {
       unpause_instance: async (ctx, a) => m.unpauseInstance(ctx, await instanceOf(a)),
       reboot_instance: async (ctx, a) => m.rebootInstance(ctx, await instanceOf(a), arg(a, 'reboot_type', rebootType)),
       get_host_uptime: async () => m.getHostUptime(),
+      set_host_enabled: async (ctx, a) => m.setHostEnabled(ctx, arg(a, 'enabled', z.boolean())),
       monitor_command: async (ctx, a) => m.monitorCommand(ctx, await instanceOf(a), parseMonitorCommand(a['command'], a['hmp'])),
     };
     if (forensics) this.handlers['trigger_crash_dump'] = async (ctx, a) => forensics.triggerCrashDump(ctx, await instanceOf(a));
