@@ -2,13 +2,12 @@
 // like a monitor command) and Nova's trigger_crash_dump (an NMI; recorded as Nova's manager does with
 // wrap_instance_event + wrap_instance_fault, without touching task_state or power_state).
 
-import { randomUUID } from 'node:crypto';
 import { inject, injectable } from 'inversify';
 import type { RequestContext } from '../context.js';
 import type { Logger } from '../logging.js';
 import { ComputeDriver, type Screenshot } from '../virt/driver.js';
 import type { ResolvedInstance } from './instance-resolver.js';
-import { InstanceRecorder, traceback } from './recorder.js';
+import { InstanceRecorder } from './recorder.js';
 import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape, type ComputeStoresShape } from './tokens.js';
 
 @injectable()
@@ -60,17 +59,17 @@ export class ComputeForensics {
    * `compute_trigger_crash_dump` event (Error with the traceback on failure) and a fault on failure.
    */
   async triggerCrashDump(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    const requestId = ctx.requestId ?? `req-${randomUUID()}`;
-    const { actions } = this.stores;
-    const actionId = await actions.start({ action: 'trigger_crash_dump', instanceUuid: instance.uuid, requestId, userId: ctx.userId, projectId: ctx.projectId });
-    const eventId = await actions.startEvent(actionId, 'compute_trigger_crash_dump', this.settings.host);
-    try {
-      await this.driver.triggerCrashDump(instance);
-      await actions.finishEvent(actionId, eventId, 'Success', null);
-      this.log.info({ instance_uuid: instance.uuid, request_id: requestId }, 'NMI injected (trigger_crash_dump)');
-    } catch (err) {
-      await Promise.all([actions.finishEvent(actionId, eventId, 'Error', traceback(err)), this.recorder.recordFault(ctx, instance, err)]);
-      throw err;
-    }
+    // Nova's decorators here are wrap_exception, wrap_instance_event and wrap_instance_fault: task_state is not reverted.
+    await this.recorder.withEvent(
+      ctx,
+      instance,
+      'trigger_crash_dump',
+      'trigger_crash_dump',
+      async () => {
+        await this.driver.triggerCrashDump(instance);
+        this.log.info({ instance_uuid: instance.uuid, request_id: ctx.requestId }, 'NMI injected (trigger_crash_dump)');
+      },
+      { revertsTaskState: false },
+    );
   }
 }

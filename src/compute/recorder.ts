@@ -52,7 +52,14 @@ export class InstanceRecorder {
    * a fault, the event finished as Error with the traceback, task_state reset to None unless another
    * task pre-empted this one (UnexpectedTaskStateError), and an exception notification.
    */
-  async withEvent<T>(ctx: RequestContext, instance: ResolvedInstance, action: string, method: string, fn: () => Promise<T>): Promise<T> {
+  async withEvent<T>(
+    ctx: RequestContext,
+    instance: ResolvedInstance,
+    action: string,
+    method: string,
+    fn: () => Promise<T>,
+    opts: { revertsTaskState?: boolean } = {},
+  ): Promise<T> {
     const event = `compute_${method}`;
     const requestId = ctx.requestId;
     try {
@@ -72,7 +79,7 @@ export class InstanceRecorder {
     } catch (err) {
       if (isUnexpectedTaskState(err)) {
         this.log.info({ instance_uuid: instance.uuid, request_id: requestId, err: (err as Error).message }, 'Task possibly preempted');
-      } else {
+      } else if (opts.revertsTaskState !== false) {
         await this.revertTaskState(ctx, instance);
       }
       this.notifier.exception(ctx, instance, method, err);

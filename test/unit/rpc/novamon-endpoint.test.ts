@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { describe, expect, it } from 'vitest';
 import { ComputeForensics } from '../../../src/compute/forensics.js';
 import { InstanceRecorder } from '../../../src/compute/recorder.js';
+import { noNotifications } from '../../../src/compute/tokens.js';
 import { ConsoleNotAvailable, InstanceNotRunning } from '../../../src/exception.js';
 import { silentLogger } from '../../../src/logging.js';
 import { RpcDispatcher } from '../../../src/rpc/dispatcher.js';
@@ -15,7 +16,7 @@ import { decodePng } from '../../fixtures/png.js';
 function setup() {
   const h = buildHarness();
   h.driver.addInstance({ name: NAME_A, uuid: UUID_A });
-  const recorder = new InstanceRecorder(settings(), h.stores, silentLogger());
+  const recorder = new InstanceRecorder(settings(), h.stores, noNotifications, silentLogger());
   const forensics = new ComputeForensics(h.driver, settings(), h.stores, recorder, silentLogger());
   const dispatcher = new RpcDispatcher([...computeEndpoints(h.manager, forensics), new NovamonEndpoint(h.manager, forensics)]);
   return { h, dispatcher };
