@@ -1,261 +1,188 @@
-// One small typed function per QMP command novamon uses, with the reply shapes QEMU 7.2 sends (see the QMP
-// reference manual). Each takes an executor, so the same function runs over a bare QmpConnection, the
-// registry, or a test double; these functions add no behaviour beyond naming arguments and typing replies.
+// One small typed function per QMP command novamon sends, with the reply shapes QEMU 7.2 sends (QMP reference
+// manual). Every reply is checked here, at the edge: a reply of the wrong shape raises QmpReplyError instead
+// of travelling on as a lie. Each function takes an executor, so the same code runs over a bare
+// QmpConnection, the registry, or a test double.
 
+import { z } from 'zod';
 import type { QmpCommandOptions, QmpConnection } from './connection.js';
+import { QmpReplyError } from './errors.js';
 import type { QmpMonitorRegistry } from './monitor-registry.js';
 
-export type QmpExecutor = <T>(command: string, args?: Record<string, unknown>) => Promise<T>;
+/** Sends one command and resolves with QEMU's `return` value, unchecked. */
+export type QmpExecutor = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
 
 /** An executor over one connection. */
 export function connectionExecutor(conn: QmpConnection, opts?: QmpCommandOptions): QmpExecutor {
-  return <T>(command: string, args?: Record<string, unknown>) => conn.execute<T>(command, args, opts);
+  return (command, args) => conn.execute<unknown>(command, args, opts);
 }
 
 /** An executor over the registry's shared connection to `socketPath`. */
 export function registryExecutor(registry: QmpMonitorRegistry, socketPath: string, opts?: QmpCommandOptions): QmpExecutor {
-  return <T>(command: string, args?: Record<string, unknown>) => registry.execute<T>(socketPath, command, args, opts);
+  return (command, args) => registry.execute<unknown>(socketPath, command, args, opts);
 }
 
-// ---- Reply types -----------------------------------------------------------------------------------
-
-/** QEMU's RunState. Newer QEMU may add states, hence the open string. */
-export type QmpRunState =
-  | 'debug'
-  | 'inmigrate'
-  | 'internal-error'
-  | 'io-error'
-  | 'paused'
-  | 'postmigrate'
-  | 'prelaunch'
-  | 'finish-migrate'
-  | 'restore-vm'
-  | 'running'
-  | 'save-vm'
-  | 'shutdown'
-  | 'suspended'
-  | 'watchdog'
-  | 'guest-panicked'
-  | 'colo'
-  | (string & {});
-
-export interface QmpStatusInfo {
-  running: boolean;
-  /** Deprecated since QEMU 8.1, still sent by 7.2. */
-  singlestep?: boolean;
-  status: QmpRunState;
+async function run<S extends z.ZodType>(exec: QmpExecutor, schema: S, command: string, args?: Record<string, unknown>): Promise<z.infer<S>> {
+  const reply = await exec(command, args);
+  const parsed = schema.safeParse(reply);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new QmpReplyError(command, issue ? `${issue.path.join('.') || '(reply)'}: ${issue.message}` : 'invalid');
+  }
+  return parsed.data;
 }
 
-/** `query-name`: `{}` when the VM was started without `-name`. */
-export interface QmpNameInfo {
-  name?: string;
-}
+const int = z.number().int();
+const count = z.number().nonnegative();
 
-/** `query-uuid`: all zeroes when started without `-uuid`. */
-export interface QmpUuidInfo {
-  UUID: string;
-}
+// ---- Reply schemas ---------------------------------------------------------------------------------
 
-export interface QmpVersionInfo {
-  qemu: { major: number; minor: number; micro: number };
-  package: string;
-}
+const statusInfo = z.looseObject({ running: z.boolean(), status: z.string() });
+/** QEMU's RunState (running, paused, shutdown, prelaunch, io-error, guest-panicked, ...); newer QEMU may add some. */
+export type QmpRunState = string;
+export type QmpStatusInfo = z.infer<typeof statusInfo>;
 
-export interface QmpKvmInfo {
-  enabled: boolean;
-  present: boolean;
-}
+const nameInfo = z.looseObject({ name: z.string().optional() });
+const uuidInfo = z.looseObject({ UUID: z.string() });
+const versionInfo = z.looseObject({ qemu: z.looseObject({ major: int, minor: int, micro: int }), package: z.string() });
+export type QmpVersionInfo = z.infer<typeof versionInfo>;
+const kvmInfo = z.looseObject({ enabled: z.boolean(), present: z.boolean() });
+export type QmpKvmInfo = z.infer<typeof kvmInfo>;
 
-export interface QmpCpuInstanceProperties {
-  'node-id'?: number;
-  'socket-id'?: number;
-  'die-id'?: number;
-  'cluster-id'?: number;
-  'core-id'?: number;
-  'thread-id'?: number;
-}
+const cpuInfoFast = z.looseObject({ 'cpu-index': int.nonnegative(), 'qom-path': z.string(), 'thread-id': int.positive(), target: z.string().optional() });
+export type QmpCpuInfoFast = z.infer<typeof cpuInfoFast>;
 
-export interface QmpCpuInfoFast {
-  'cpu-index': number;
-  'qom-path': string;
-  /** Host thread id of the vCPU: /proc/<pid>/task/<thread-id>/stat holds its CPU time. */
-  'thread-id': number;
-  props?: QmpCpuInstanceProperties;
-  /** e.g. "x86_64". */
-  target: string;
-  /** s390x only. */
-  'cpu-state'?: string;
-}
+const blockDeviceStats = z.looseObject({
+  rd_bytes: count,
+  wr_bytes: count,
+  rd_operations: count,
+  wr_operations: count,
+  failed_rd_operations: count.optional(),
+  failed_wr_operations: count.optional(),
+  failed_flush_operations: count.optional(),
+});
+const blockStats = z.looseObject({ device: z.string().optional(), qdev: z.string().optional(), 'node-name': z.string().optional(), stats: blockDeviceStats });
+export type QmpBlockStats = z.infer<typeof blockStats>;
 
-export interface QmpBlockDeviceTimedStats {
-  interval_length: number;
-  min_rd_latency_ns: number;
-  max_rd_latency_ns: number;
-  avg_rd_latency_ns: number;
-  min_wr_latency_ns: number;
-  max_wr_latency_ns: number;
-  avg_wr_latency_ns: number;
-  min_flush_latency_ns: number;
-  max_flush_latency_ns: number;
-  avg_flush_latency_ns: number;
-  avg_rd_queue_depth: number;
-  avg_wr_queue_depth: number;
-}
+const blockInfo = z.looseObject({
+  device: z.string(),
+  qdev: z.string().optional(),
+  removable: z.boolean(),
+  locked: z.boolean().optional(),
+  tray_open: z.boolean().optional(),
+  'io-status': z.string().optional(),
+  inserted: z.looseObject({ file: z.string(), ro: z.boolean(), drv: z.string(), 'node-name': z.string().optional() }).optional(),
+});
+export type QmpBlockInfo = z.infer<typeof blockInfo>;
 
-export interface QmpBlockDeviceStats {
-  rd_bytes: number;
-  wr_bytes: number;
-  unmap_bytes: number;
-  rd_operations: number;
-  wr_operations: number;
-  flush_operations: number;
-  unmap_operations: number;
-  rd_total_time_ns: number;
-  wr_total_time_ns: number;
-  flush_total_time_ns: number;
-  unmap_total_time_ns: number;
-  wr_highest_offset: number;
-  rd_merged: number;
-  wr_merged: number;
-  unmap_merged: number;
-  /** Absent until the device has done I/O. */
-  idle_time_ns?: number;
-  failed_rd_operations: number;
-  failed_wr_operations: number;
-  failed_flush_operations: number;
-  failed_unmap_operations: number;
-  invalid_rd_operations: number;
-  invalid_wr_operations: number;
-  invalid_flush_operations: number;
-  invalid_unmap_operations: number;
-  account_invalid: boolean;
-  account_failed: boolean;
-  timed_stats: QmpBlockDeviceTimedStats[];
-}
+const balloonInfo = z.looseObject({ actual: count });
+export type QmpBalloonInfo = z.infer<typeof balloonInfo>;
+const memorySizeSummary = z.looseObject({ 'base-memory': count, 'plugged-memory': count.optional() });
+export type QmpMemorySizeSummary = z.infer<typeof memorySizeSummary>;
 
-export interface QmpBlockStats {
-  /** The `-drive id=`; empty or absent for -blockdev nodes. */
-  device?: string;
-  /** QOM path of the guest device, e.g. "/machine/peripheral/virtio-disk0/virtio-backend". */
-  qdev?: string;
-  'node-name'?: string;
-  stats: QmpBlockDeviceStats;
-  'driver-specific'?: Record<string, unknown> & { driver: string };
-  parent?: QmpBlockStats;
-  backing?: QmpBlockStats;
-}
-
-export interface QmpBalloonInfo {
-  /** Bytes currently given to the guest. */
-  actual: number;
-}
-
-export interface QmpMemorySizeSummary {
-  /** Bytes of boot memory (-m). */
-  'base-memory': number;
-  'plugged-memory'?: number;
-}
-
-export interface QmpVncClientInfo {
-  host: string;
-  service: string;
-  family: 'ipv4' | 'ipv6' | 'unix' | 'vsock' | 'unknown';
-  websocket: boolean;
-  x509_dname?: string;
-  sasl_username?: string;
-}
-
-export interface QmpVncInfo {
-  enabled: boolean;
-  host?: string;
-  family?: 'ipv4' | 'ipv6' | 'unix' | 'vsock' | 'unknown';
+const vncInfo = z.looseObject({
+  enabled: z.boolean(),
+  host: z.string().optional(),
+  family: z.string().optional(),
   /** The TCP port, as a string. */
-  service?: string;
-  auth?: string;
-  clients?: QmpVncClientInfo[];
-}
+  service: z.string().optional(),
+  auth: z.string().optional(),
+  clients: z.array(z.looseObject({ host: z.string(), service: z.string() })).optional(),
+});
+export type QmpVncInfo = z.infer<typeof vncInfo>;
 
-export interface QmpChardevInfo {
-  label: string;
-  /** Backend description, e.g. "ringbuf", "unix:/path,server=on", "pty:/dev/pts/3". */
-  filename: string;
-  'frontend-open': boolean;
-}
+const chardevInfo = z.looseObject({ label: z.string(), filename: z.string(), 'frontend-open': z.boolean().optional() });
+export type QmpChardevInfo = z.infer<typeof chardevInfo>;
 
-export type QmpRxState = 'normal' | 'none' | 'all';
+const rxFilterInfo = z.looseObject({ name: z.string(), 'main-mac': z.string() });
+export type QmpRxFilterInfo = z.infer<typeof rxFilterInfo>;
 
-export interface QmpRxFilterInfo {
-  /** The NIC's id (-device ...,id=). */
-  name: string;
-  promiscuous: boolean;
-  multicast: QmpRxState;
-  unicast: QmpRxState;
-  vlan: QmpRxState;
-  'broadcast-allowed': boolean;
-  'multicast-overflow': boolean;
-  'unicast-overflow': boolean;
-  'main-mac': string;
-  'vlan-table': number[];
-  'unicast-table': string[];
-  'multicast-table': string[];
-}
+const guestStats = z.looseObject({ stats: z.record(z.string(), z.number()), 'last-update': count });
+/** The balloon's `guest-stats` property: stat-* values (2^64-1 when the guest never set one), last-update in seconds. */
+export type QmpBalloonGuestStats = z.infer<typeof guestStats>;
 
+const empty = z.unknown();
 export type QmpDataFormat = 'utf8' | 'base64';
 
 // ---- Queries ---------------------------------------------------------------------------------------
 
-export const queryStatus = (exec: QmpExecutor): Promise<QmpStatusInfo> => exec<QmpStatusInfo>('query-status');
-export const queryName = (exec: QmpExecutor): Promise<QmpNameInfo> => exec<QmpNameInfo>('query-name');
-export const queryUuid = (exec: QmpExecutor): Promise<QmpUuidInfo> => exec<QmpUuidInfo>('query-uuid');
-export const queryVersion = (exec: QmpExecutor): Promise<QmpVersionInfo> => exec<QmpVersionInfo>('query-version');
-export const queryKvm = (exec: QmpExecutor): Promise<QmpKvmInfo> => exec<QmpKvmInfo>('query-kvm');
-export const queryCpusFast = (exec: QmpExecutor): Promise<QmpCpuInfoFast[]> => exec<QmpCpuInfoFast[]>('query-cpus-fast');
-export const queryBlockstats = (exec: QmpExecutor): Promise<QmpBlockStats[]> => exec<QmpBlockStats[]>('query-blockstats');
-export const queryBalloon = (exec: QmpExecutor): Promise<QmpBalloonInfo> => exec<QmpBalloonInfo>('query-balloon');
-export const queryMemorySizeSummary = (exec: QmpExecutor): Promise<QmpMemorySizeSummary> =>
-  exec<QmpMemorySizeSummary>('query-memory-size-summary');
-export const queryVnc = (exec: QmpExecutor): Promise<QmpVncInfo> => exec<QmpVncInfo>('query-vnc');
-export const queryChardev = (exec: QmpExecutor): Promise<QmpChardevInfo[]> => exec<QmpChardevInfo[]>('query-chardev');
+export const queryStatus = (exec: QmpExecutor) => run(exec, statusInfo, 'query-status');
+/** `{}` when the VM was started without `-name`. */
+export const queryName = (exec: QmpExecutor) => run(exec, nameInfo, 'query-name');
+/** All zeroes when the VM was started without `-uuid`. */
+export const queryUuid = (exec: QmpExecutor) => run(exec, uuidInfo, 'query-uuid');
+export const queryVersion = (exec: QmpExecutor) => run(exec, versionInfo, 'query-version');
+export const queryKvm = (exec: QmpExecutor) => run(exec, kvmInfo, 'query-kvm');
+/** One entry per vCPU; `thread-id` is the host thread whose /proc stat holds its CPU time. */
+export const queryCpusFast = (exec: QmpExecutor) => run(exec, z.array(cpuInfoFast), 'query-cpus-fast');
+export const queryBlockstats = (exec: QmpExecutor) => run(exec, z.array(blockStats), 'query-blockstats');
+export const queryBlock = (exec: QmpExecutor) => run(exec, z.array(blockInfo), 'query-block');
+export const queryBalloon = (exec: QmpExecutor) => run(exec, balloonInfo, 'query-balloon');
+export const queryMemorySizeSummary = (exec: QmpExecutor) => run(exec, memorySizeSummary, 'query-memory-size-summary');
+export const queryVnc = (exec: QmpExecutor) => run(exec, vncInfo, 'query-vnc');
+export const queryChardev = (exec: QmpExecutor) => run(exec, z.array(chardevInfo), 'query-chardev');
 
-/** Rx filter state of every NIC, or only of NIC `name`. */
+/** Rx filter state of every NIC, or only of NIC `name`. Asking re-arms that NIC's NIC_RX_FILTER_CHANGED event. */
 export function queryRxFilter(exec: QmpExecutor, name?: string): Promise<QmpRxFilterInfo[]> {
-  return exec<QmpRxFilterInfo[]>('query-rx-filter', name === undefined ? undefined : { name });
+  return run(exec, z.array(rxFilterInfo), 'query-rx-filter', name === undefined ? undefined : { name });
 }
 
 /** Reads up to `size` bytes from a ringbuf chardev. Destructive: what is returned leaves the buffer. */
 export function ringbufRead(exec: QmpExecutor, device: string, size: number, format: QmpDataFormat = 'utf8'): Promise<string> {
-  return exec<string>('ringbuf-read', { device, size, format });
+  return run(exec, z.string(), 'ringbuf-read', { device, size, format });
 }
 
-/** Reads a QOM property; the reply type depends on the property. */
-export function qomGet<T = unknown>(exec: QmpExecutor, path: string, property: string): Promise<T> {
-  return exec<T>('qom-get', { path, property });
+/** Reads a QOM property whose value the caller checks. */
+export function qomGet(exec: QmpExecutor, path: string, property: string): Promise<unknown> {
+  return run(exec, empty, 'qom-get', { path, property });
+}
+
+const qomProperty = z.looseObject({ name: z.string(), type: z.string() });
+export type QmpObjectPropertyInfo = z.infer<typeof qomProperty>;
+
+/** The properties (children included, as `child<TYPE>`) of the QOM object at `path`. */
+export function qomList(exec: QmpExecutor, path: string): Promise<QmpObjectPropertyInfo[]> {
+  return run(exec, z.array(qomProperty), 'qom-list', { path });
+}
+
+/** Reads an integer QOM property. */
+export function qomGetInt(exec: QmpExecutor, path: string, property: string): Promise<number> {
+  return run(exec, int, 'qom-get', { path, property });
+}
+
+/** The balloon device's guest statistics (what the guest's balloon driver last reported). */
+export function qomGetBalloonGuestStats(exec: QmpExecutor, path: string): Promise<QmpBalloonGuestStats> {
+  return run(exec, guestStats, 'qom-get', { path, property: 'guest-stats' });
 }
 
 export async function qomSet(exec: QmpExecutor, path: string, property: string, value: unknown): Promise<void> {
-  await exec<Record<string, never>>('qom-set', { path, property, value });
+  await run(exec, empty, 'qom-set', { path, property, value });
 }
 
 // ---- Actions ---------------------------------------------------------------------------------------
 
-/** Pauses the vCPUs (a STOP event may arrive before the reply). */
+/** Pauses the vCPUs (the STOP event arrives before the reply). */
 export async function stop(exec: QmpExecutor): Promise<void> {
-  await exec<Record<string, never>>('stop');
+  await run(exec, empty, 'stop');
 }
 
 /** Resumes the vCPUs; from `prelaunch` this starts the guest. */
 export async function cont(exec: QmpExecutor): Promise<void> {
-  await exec<Record<string, never>>('cont');
+  await run(exec, empty, 'cont');
+}
+
+/** Wakes a guest suspended to RAM. */
+export async function systemWakeup(exec: QmpExecutor): Promise<void> {
+  await run(exec, empty, 'system_wakeup');
 }
 
 /** ACPI power-button press: a request the guest may ignore. */
 export async function systemPowerdown(exec: QmpExecutor): Promise<void> {
-  await exec<Record<string, never>>('system_powerdown');
+  await run(exec, empty, 'system_powerdown');
 }
 
-/** Hard reset. */
+/** Hard reset. The RESET event comes after the reply, when the main loop has done it. */
 export async function systemReset(exec: QmpExecutor): Promise<void> {
-  await exec<Record<string, never>>('system_reset');
+  await run(exec, empty, 'system_reset');
 }
 
 /**
@@ -263,10 +190,15 @@ export async function systemReset(exec: QmpExecutor): Promise<void> {
  * gone should also take QmpDisconnectedError as success.
  */
 export async function quit(exec: QmpExecutor): Promise<void> {
-  await exec<Record<string, never>>('quit');
+  await run(exec, empty, 'quit');
 }
 
 /** HMP command line; resolves with its CRLF text. An unknown HMP command is text, not a QMP error. */
 export function humanMonitorCommand(exec: QmpExecutor, commandLine: string): Promise<string> {
-  return exec<string>('human-monitor-command', { 'command-line': commandLine });
+  return run(exec, z.string(), 'human-monitor-command', { 'command-line': commandLine });
+}
+
+/** Any command, its reply unchecked: for the monitor passthrough, whose caller gets QEMU's value as is. */
+export function passthrough(exec: QmpExecutor, command: string, args?: Record<string, unknown>): Promise<unknown> {
+  return exec(command, args);
 }

@@ -70,3 +70,14 @@ export class QmpConnectError extends Error {
     if (code !== undefined) this.code = code;
   }
 }
+
+/** QEMU answered, but not in the shape the command's reply has: a QEMU we do not understand, or not QEMU. */
+export class QmpReplyError extends Error {
+  override readonly name = 'QmpReplyError';
+  readonly command: string;
+
+  constructor(command: string, problem: string) {
+    super(`QMP command '${command}' returned an unexpected reply: ${problem}`);
+    this.command = command;
+  }
+}
