@@ -55,7 +55,7 @@ async function main(argv: string[]): Promise<void> {
 
   const refresh = () => {
     metrics.lifecycleEvents.set(sync.eventsHandled);
-    const stats = driverStats(driver);
+    const stats = driver.monitorStats?.() ?? null;
     if (stats) {
       metrics.qmpConnections.set(stats.connections);
       metrics.qmpCommands.set(stats.commands);
@@ -93,12 +93,6 @@ async function main(argv: string[]): Promise<void> {
     { host: config.DEFAULT.host, driver: driver.type, exchange: config.DEFAULT.control_exchange, queues: server.queues, database: db.kind, instance_store: config.DEFAULT.instance_store },
     'novamon-compute ready',
   );
-}
-
-/** Monitor connection counters, for drivers that keep monitor connections (qemu). */
-function driverStats(driver: object): { connections: number; commands: number; errors: number } | null {
-  const stats = (driver as { monitorStats?: () => { connections: number; commands: number; errors: number } }).monitorStats;
-  return typeof stats === 'function' ? stats.call(driver) : null;
 }
 
 runService('novamon-compute', () => main(process.argv));

@@ -22,9 +22,6 @@ export async function createDriver(config: Config, logger: Logger): Promise<Comp
           await super.close();
           await monitors.closeAll();
         }
-        monitorStats() {
-          return monitors.stats();
-        }
       }
       return new QemuDriverOwningMonitors({
         instancesPath: config.DEFAULT.instances_path,

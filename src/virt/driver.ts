@@ -122,6 +122,84 @@ export interface LifecycleEvent {
 
 export type LifecycleListener = (event: LifecycleEvent) => void;
 
+/** Why a guest's run state is what it is: the event (or look) that last changed it. */
+export interface StateReason {
+  /** The hypervisor's event name (QEMU: STOP, SHUTDOWN, RESET, ...), `query-status` when learnt by asking, `disconnect`. */
+  readonly event: string;
+  /** The hypervisor's reason or action (guest-shutdown, host-qmp-quit, guest-reset, pause, ...), when it gave one. */
+  readonly reason: string | null;
+  /** Whether the guest itself caused it, when the hypervisor says. */
+  readonly guest: boolean | null;
+  /** Epoch milliseconds (the hypervisor's clock for events). */
+  readonly at: number;
+}
+
+export interface GuestBlockDevice {
+  /** Drive id (`-drive id=`), empty for -blockdev-only devices. */
+  readonly device: string;
+  /** The guest device's QOM path or id. */
+  readonly qdev: string | null;
+  readonly nodeName: string | null;
+  /** The image behind it; null when no medium is inserted. */
+  readonly file: string | null;
+  readonly readOnly: boolean | null;
+  readonly removable: boolean;
+  readonly trayOpen: boolean | null;
+  /** QEMU's io-status (ok, failed, nospace) where it tracks one. */
+  readonly ioStatus: string | null;
+}
+
+export interface GuestNic {
+  /** The NIC's id (net0). */
+  readonly name: string;
+  /** The MAC the guest programmed (rx-filter), else the configured one. */
+  readonly mac: string | null;
+  /** The backend type (user, tap, ...). */
+  readonly peerType: string | null;
+  /** The host tap device behind the NIC, when there is one. */
+  readonly hostDevice: string | null;
+}
+
+export interface GuestVcpu {
+  readonly index: number;
+  /** Host thread id of the vCPU (its CPU time is in /proc/<pid>/task/<threadId>/stat). */
+  readonly threadId: number;
+  readonly qomPath: string;
+}
+
+/** What a driver knows about one guest without asking its hypervisor: kept current by the hypervisor's events. */
+export interface GuestView {
+  readonly name: string;
+  readonly uuid: string | null;
+  readonly powerState: PowerState;
+  /** The hypervisor's own run state (QEMU: running, paused, shutdown, prelaunch, guest-panicked, ...), or `offline`. */
+  readonly status: string;
+  readonly reason: StateReason;
+  /** The VNC server's listening address (host may be a wildcard), or null without VNC. */
+  readonly vnc: { readonly host: string; readonly port: number } | null;
+  /** The TCP serial console's listening address, or null without one. */
+  readonly serial: { readonly host: string; readonly port: number } | null;
+  readonly blockDevices: readonly GuestBlockDevice[];
+  readonly nics: readonly GuestNic[];
+  readonly vcpus: readonly GuestVcpu[];
+  /** Epoch ms when the current monitor connection was made. */
+  readonly connectedAt: number;
+}
+
+/** What changed: the run state, a console, a device list, the vCPUs, memory, or the monitor connection (made or lost). */
+export type GuestAspect = 'state' | 'vnc' | 'chardevs' | 'block' | 'nics' | 'vcpus' | 'memory' | 'connection';
+export type GuestChangeListener = (guest: GuestView, aspect: GuestAspect) => void;
+
+/** Counters of the monitor connections a driver holds. */
+export interface MonitorStats {
+  /** Live connections now. */
+  connections: number;
+  /** Monitor commands sent since start (successful or not). */
+  commands: number;
+  /** Of those, the ones that failed. */
+  errors: number;
+}
+
 export interface ComputeDriver {
   /** Which driver this is (qemu, libvirt, fake); shown in logs and diagnostics. */
   readonly type: string;
@@ -186,6 +264,20 @@ export interface ComputeDriver {
 
   /** Subscribe to lifecycle events; returns the unsubscribe function. */
   onLifecycleEvent(listener: LifecycleListener): () => void;
+
+  // ---- optional abilities: present only on drivers that have them --------------------------------
+
+  /** Counters of the monitor connections the driver holds (qemu); absent when it holds none. */
+  monitorStats?(): MonitorStats;
+
+  /**
+   * What the driver knows of a guest without asking the hypervisor; null when it has no live view of it
+   * (not connected yet, or unknown). Raises InvalidInstanceName for a malformed name. Never sends a command.
+   */
+  guestView?(instance: InstanceRef): GuestView | null;
+
+  /** Subscribe to changes of those views (a listener must not throw or block); returns the unsubscribe function. */
+  onGuestChange?(listener: GuestChangeListener): () => void;
 
   /** Release every connection; pending work fails promptly. */
   close(): Promise<void>;

@@ -1,15 +1,16 @@
-// Diagnostics for a QEMU guest: gathers figures from QMP (status, vCPUs, block stats, memory, NICs) and
-// from /proc (per-vCPU thread CPU time, process uptime, RSS), then shapes them as Nova's Diagnostics
-// object and as the libvirt driver's legacy dict. Unknown figures are null, never invented.
+// Diagnostics for a QEMU guest from the cheapest exact source: what the per-guest model already knows (run
+// state, vCPU threads, NICs, memory size, balloon size), /proc for per-vCPU CPU time, uptime and RSS (as
+// libvirt does), /sys for tap counters, and one query-blockstats (plus the balloon's guest stats when the
+// guest reports any). Shaped as Nova's Diagnostics object and as the libvirt driver's legacy dict.
 
-import { readFile } from 'node:fs/promises';
-import { MonitorCommandFailed } from '../../exception.js';
-import type { Diagnostics, DiskDiagnostics, LegacyDiagnostics, NicDiagnostics } from '../driver.js';
+import * as qmp from '../../qmp/commands.js';
+import type { Diagnostics, DiskDiagnostics, LegacyDiagnostics } from '../driver.js';
 import { powerStateFromQemuStatus, powerStateName } from '../power-state.js';
+import type { GuestModel } from './model.js';
+import { tapCounters, type NicCounters } from './network.js';
 import { processUptimeSeconds, rssKiB, threadCpuNs } from './proc.js';
 
-export type Exec = <T>(command: string, args?: Record<string, unknown>) => Promise<T>;
-export type Hmp = (commandLine: string) => Promise<string>;
+export { parseInfoNetwork } from './network.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,7 +25,7 @@ export interface NicStats {
   mac: string | null;
   /** Host network device behind the NIC (a tap), when there is one. */
   hostDevice: string | null;
-  counters: Omit<NicDiagnostics, 'macAddress' | 'rxRate' | 'txRate'> | null;
+  counters: NicCounters | null;
 }
 
 /** Everything gathered about one guest; pure input for toDiagnostics / toLegacyDiagnostics. */
@@ -46,60 +47,39 @@ export interface GuestStats {
 }
 
 interface BlockStatsEntry {
-  device?: string;
-  qdev?: string;
+  device?: string | undefined;
+  qdev?: string | undefined;
   stats: Record<string, unknown>;
 }
 
-/** Optional queries: a QEMU that lacks the command or device gives null; timeouts still propagate. */
-async function optional<T>(p: Promise<T>): Promise<T | null> {
-  try {
-    return await p;
-  } catch (err) {
-    if (err instanceof MonitorCommandFailed) return null;
-    throw err;
-  }
-}
-
-export async function collectGuestStats(exec: Exec, hmp: Hmp, pid: number | null): Promise<GuestStats> {
-  const [status, kvm, cpus, blockstats, memSummary, balloon, rxFilter, network, guestStatsReply] = await Promise.all([
-    exec<{ status: string }>('query-status'),
-    optional(exec<{ enabled: boolean }>('query-kvm')),
-    exec<{ 'cpu-index': number; 'thread-id'?: number }[]>('query-cpus-fast'),
-    exec<BlockStatsEntry[]>('query-blockstats'),
-    optional(exec<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary')),
-    optional(exec<{ actual: number }>('query-balloon')),
-    optional(exec<{ name: string; 'main-mac'?: string }[]>('query-rx-filter')),
-    optional(hmp('info network')),
-    // libvirt names its balloon device balloon0; without that device (or a guest driver) there are no stats.
-    optional(exec<{ stats: Record<string, number>; 'last-update': number }>('qom-get', { path: '/machine/peripheral/balloon0', property: 'guest-stats' })),
+/** Monitor commands one collection sends: query-blockstats, and qom-get guest-stats when the guest reports any. */
+export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor, pid: number | null): Promise<GuestStats> {
+  const [blockstats, guestStatsReply, cpus, nics, rss, uptime] = await Promise.all([
+    qmp.queryBlockstats(exec),
+    model.balloonGuestStats(),
+    Promise.all(model.vcpus.map(async (c) => ({ id: c.index, timeNs: pid !== null ? await threadCpuNs(pid, c.threadId) : null }))),
+    Promise.all(
+      model.nics.map(async (n) => ({ name: n.name, mac: n.mac, hostDevice: n.hostDevice, counters: n.hostDevice ? await tapCounters(n.hostDevice) : null })),
+    ),
+    pid !== null ? rssKiB(pid) : null,
+    pid !== null ? processUptimeSeconds(pid) : null,
   ]);
-
-  const cpuStats = await Promise.all(
-    cpus.map(async (c) => ({
-      id: c['cpu-index'],
-      timeNs: pid !== null && typeof c['thread-id'] === 'number' ? await threadCpuNs(pid, c['thread-id']) : null,
-    })),
-  );
-
-  const guestStats = balloonGuestStats(guestStatsReply);
   const total = guestStatsReply ? validStat(guestStatsReply.stats['stat-total-memory']) : null;
   const free = guestStatsReply ? validStat(guestStatsReply.stats['stat-free-memory']) : null;
-
   return {
-    status: status.status,
-    kvm: kvm ? kvm.enabled : null,
-    cpus: cpuStats.sort((a, b) => a.id - b.id),
+    status: model.status,
+    kvm: model.kvm,
+    cpus,
     disks: diskStats(blockstats),
-    nics: await nicStats(rxFilter ?? [], network),
+    nics,
     memory: {
-      maximumBytes: memSummary ? memSummary['base-memory'] + (memSummary['plugged-memory'] ?? 0) : (balloon?.actual ?? null),
-      balloonActualBytes: balloon?.actual ?? null,
-      guestStats,
+      maximumBytes: model.memory.maximumBytes,
+      balloonActualBytes: model.memory.balloonActualBytes,
+      guestStats: balloonGuestStats(guestStatsReply),
       usedBytes: total !== null && free !== null && guestStatsReply?.['last-update'] ? total - free : null,
-      rssKiB: pid !== null ? await rssKiB(pid) : null,
+      rssKiB: rss,
     },
-    uptime: pid !== null ? await processUptimeSeconds(pid) : null,
+    uptime,
   };
 }
 
@@ -179,74 +159,6 @@ export function diskStats(entries: readonly BlockStatsEntry[]): DiskStats[] {
     });
   }
   return out;
-}
-
-interface NetworkLine {
-  name: string;
-  mac: string | null;
-  peerType: string | null;
-  ifname: string | null;
-}
-
-/**
- * Parses HMP `info network`: a NIC line (`net0: index=0,type=nic,model=...,macaddr=...`) followed by its
- * peer (` \ hostnet0: index=0,type=user,...` or `type=tap,ifname=tap0,...`).
- */
-export function parseInfoNetwork(text: string): NetworkLine[] {
-  const nics: NetworkLine[] = [];
-  for (const line of text.split(/\r?\n/)) {
-    const nic = /^(\S+): index=\d+,type=nic,(.*)$/.exec(line);
-    if (nic?.[1]) {
-      nics.push({ name: nic[1], mac: /macaddr=([0-9a-fA-F:]{17})/.exec(nic[2] ?? '')?.[1]?.toLowerCase() ?? null, peerType: null, ifname: null });
-      continue;
-    }
-    const peer = /^\s*\\ \S+: index=\d+,type=(\w+)(.*)$/.exec(line);
-    const last = nics[nics.length - 1];
-    if (peer && last && last.peerType === null) {
-      last.peerType = peer[1] ?? null;
-      last.ifname = /ifname=([^,\s]+)/.exec(peer[2] ?? '')?.[1] ?? null;
-    }
-  }
-  return nics;
-}
-
-const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
-
-async function readCounter(ifname: string, counter: string): Promise<number | null> {
-  try {
-    const v = Number((await readFile(`/sys/class/net/${ifname}/statistics/${counter}`, 'latin1')).trim());
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Counters of a host tap device, seen from the guest: the tap's tx is the guest's rx (libvirt swaps too). */
-async function tapCounters(ifname: string): Promise<NicStats['counters']> {
-  if (!IFNAME.test(ifname) || ifname === '.' || ifname === '..') return null;
-  const [rxB, rxP, rxE, rxD, txB, txP, txE, txD] = await Promise.all(
-    ['rx_bytes', 'rx_packets', 'rx_errors', 'rx_dropped', 'tx_bytes', 'tx_packets', 'tx_errors', 'tx_dropped'].map((c) => readCounter(ifname, c)),
-  );
-  if ([rxB, rxP, rxE, rxD, txB, txP, txE, txD].every((v) => v === null)) return null;
-  return {
-    rxOctets: txB ?? null, rxPackets: txP ?? null, rxErrors: txE ?? null, rxDrop: txD ?? null,
-    txOctets: rxB ?? null, txPackets: rxP ?? null, txErrors: rxE ?? null, txDrop: rxD ?? null,
-  };
-}
-
-async function nicStats(rxFilter: readonly { name: string; 'main-mac'?: string }[], infoNetwork: string | null): Promise<NicStats[]> {
-  const lines = infoNetwork ? parseInfoNetwork(infoNetwork) : [];
-  const byName = new Map(lines.map((l) => [l.name, l]));
-  const names = [...new Set([...lines.map((l) => l.name), ...rxFilter.map((r) => r.name)])];
-  return Promise.all(
-    names.map(async (name) => {
-      const line = byName.get(name);
-      // The rx-filter MAC is what the guest programmed; `info network` shows the configured one.
-      const mac = rxFilter.find((r) => r.name === name)?.['main-mac']?.toLowerCase() ?? line?.mac ?? null;
-      const hostDevice = line?.peerType === 'tap' && line.ifname ? line.ifname : null;
-      return { name, mac, hostDevice, counters: hostDevice ? await tapCounters(hostDevice) : null };
-    }),
-  );
 }
 
 export function toDiagnostics(s: GuestStats): Diagnostics {

@@ -1,46 +1,44 @@
 // The direct QMP ComputeDriver: guests are QEMU processes whose monitor sockets live in instances_path as
-// `<name>.monitor`. Host-wide concerns live here (discovery, lifecycle events, name validation, per-guest
-// serialisation); one guest's operations are in guest.ts, figures in diagnostics.ts, consoles in console.ts.
+// `<name>.monitor`. Inspection answers from each guest's model (model.ts, kept by QMP events: no command for
+// the running check, power state or consoles); diagnostics add one query-blockstats; power actions run one
+// at a time per guest. Host-wide concerns (discovery, models, events) are in host.ts, one guest's in guest.ts.
 
-import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { inject, injectable } from 'inversify';
 import type { Logger } from 'pino';
-import {
-  ConsoleNotAvailable,
-  ConsoleTypeUnavailable,
-  InstanceInvalidState,
-  InstanceNotFound,
-  MonitorCommandFailed,
-} from '../../exception.js';
-import type { QmpEvent } from '../../qmp/connection.js';
+import { ConsoleNotAvailable, ConsoleTypeUnavailable, InstanceInvalidState, InstanceNotFound } from '../../exception.js';
+import * as qmp from '../../qmp/commands.js';
 import type { QmpMonitorRegistry } from '../../qmp/monitor-registry.js';
 import type {
   ComputeDriver,
   ConsoleEndpoint,
   Diagnostics,
   DiscoveredInstance,
+  GuestChangeListener,
+  GuestView,
   InstanceInfo,
   InstanceRef,
   LegacyDiagnostics,
-  LifecycleEvent,
   LifecycleListener,
   MonitorCommand,
+  MonitorStats,
   PowerOffOptions,
   RebootType,
   Screenshot,
 } from '../driver.js';
 import type { InstanceNameTemplate } from '../instance-name.js';
-import { PowerState, powerStateFromQemuStatus } from '../power-state.js';
-import { consoleLogFilesFromCmdline, readTail, serialEndpoint, vncEndpoint, type ChardevInfo, type QueryVncReply } from './console.js';
+import { PowerState } from '../power-state.js';
+import { consoleLogFilesFromCmdline, readTail, serialEndpoint, vncEndpoint } from './console.js';
 import { collectGuestStats, toDiagnostics, toLegacyDiagnostics, type GuestStats } from './diagnostics.js';
 import { GuestOffline } from './errors.js';
-import { eventTimestampMs, transitionBetween, transitionFor } from './events.js';
 import { QemuGuest, type QemuContext } from './guest.js';
+import { QemuHost } from './host.js';
+import type { GuestModel } from './model.js';
 import { readCmdline } from './proc.js';
 import { guestScreenshot, guestTriggerCrashDump } from './forensics.js';
+import { guestView } from './view.js';
 
 export const QemuDriverOptions = Symbol.for('novamon.QemuDriverOptions');
 export interface QemuDriverOptions {
@@ -60,54 +58,44 @@ export interface QemuDriverOptions {
   proxyClientAddress?: string;
 }
 
-const UUID_ZERO = '00000000-0000-0000-0000-000000000000';
-const DISCOVERY_CONCURRENCY = 8;
+/** Passthrough commands that cannot add or remove devices: no need to re-read the model after them. */
+const NO_DEVICE_CHANGE = new Set(['stop', 'cont', 'system_powerdown', 'system_reset', 'system_wakeup', 'quit', 'qom-get', 'qom-list']);
 
 @injectable()
 export class QemuDriver implements ComputeDriver {
   readonly type = 'qemu';
-  private readonly instancesPath: string;
-  private readonly nameTemplate: InstanceNameTemplate;
   private readonly monitors: QmpMonitorRegistry;
+  private readonly nameTemplate: InstanceNameTemplate;
   private readonly logger: Logger;
   private readonly proxyClientAddress: string;
   private readonly ctx: QemuContext;
+  private readonly host: QemuHost;
   private hostName: string;
-  private readonly listeners = new Set<LifecycleListener>();
-  /** The power state we last reported (or first saw) per guest: gives QMP events their meaning. */
-  private readonly tracked = new Map<string, PowerState>();
-  private readonly uuids = new Map<string, string | null>();
-  private readonly recordedPids = new Map<string, number>();
-  /** Guests inspected on their current connection, and inspections in flight. */
-  private readonly inspected = new Set<string>();
-  private readonly inspecting = new Map<string, Promise<void>>();
   private readonly locks = new Map<string, Promise<unknown>>();
-  private unsubscribe: (() => void) | null = null;
-  private watcher: FSWatcher | null = null;
-  private closed = false;
+  /** Diagnostics collections in flight per model: concurrent requests for one guest share one. */
+  private readonly collecting = new WeakMap<GuestModel, Promise<GuestStats>>();
 
   constructor(@inject(QemuDriverOptions) opts: QemuDriverOptions) {
-    this.instancesPath = path.resolve(opts.instancesPath);
-    this.nameTemplate = opts.nameTemplate;
     this.monitors = opts.monitors;
+    this.nameTemplate = opts.nameTemplate;
     this.logger = opts.logger.child({ component: 'qemu-driver' });
     this.hostName = opts.host ?? os.hostname();
     this.proxyClientAddress = opts.proxyClientAddress ?? '127.0.0.1';
-    const pids = new Map<string, number>();
     this.ctx = {
-      instancesPath: this.instancesPath,
+      instancesPath: path.resolve(opts.instancesPath),
       stateDir: path.resolve(opts.stateDir),
       monitors: opts.monitors,
       commandTimeoutMs: opts.commandTimeoutMs,
       softRebootWaitMs: (opts.softRebootWaitSeconds ?? 120) * 1000,
       logger: this.logger,
       host: () => this.hostName,
-      inspect: (g, fresh) => this.inspect(g, fresh),
-      pids,
+      model: (g) => this.host.model(g),
+      pids: new Map(),
       pidVerifiedFor: new Map(),
-      knownUuid: (name) => this.uuids.get(name) ?? null,
-      observedOffline: (name) => this.observe(name, PowerState.SHUTDOWN, 'SHUTDOWN/disconnect', false),
+      knownUuid: (name) => this.host.uuids.get(name) ?? null,
+      observedOffline: (name) => this.host.observedOffline(name),
     };
+    this.host = new QemuHost(this.ctx, opts.nameTemplate, opts.monitors, this.logger);
   }
 
   // ---- host ----------------------------------------------------------------------------------
@@ -115,149 +103,33 @@ export class QemuDriver implements ComputeDriver {
   async initHost(host: string): Promise<void> {
     this.hostName = host;
     await mkdir(this.ctx.stateDir, { recursive: true, mode: 0o700 });
-    await mkdir(this.instancesPath, { recursive: true });
-    this.unsubscribe ??= this.monitors.subscribe((socketPath, event) => this.onMonitorEvent(socketPath, event));
-    // Discovery connects to every live guest, and those connections stay open so events flow.
+    await mkdir(this.ctx.instancesPath, { recursive: true });
+    this.host.start();
+    // Discovery connects to (and models) every live guest; the connections stay open so events flow.
     const found = await this.listInstances();
     this.logger.info({ host, guests: found.length }, 'qemu driver ready');
-    this.watchInstancesPath();
   }
 
-  async listInstances(): Promise<DiscoveredInstance[]> {
-    const names = new Set<string>();
-    for (const entry of await readdirOrEmpty(this.instancesPath)) {
-      if (entry.endsWith('.monitor')) names.add(entry.slice(0, -'.monitor'.length));
-    }
-    const powered = new Set<string>();
-    for (const entry of await readdirOrEmpty(this.ctx.stateDir)) {
-      if (entry.endsWith('.json')) powered.add(entry.slice(0, -'.json'.length));
-    }
-    const candidates = [...new Set([...names, ...powered])].filter((n) => this.nameTemplate.matches(n)).sort();
-    const results: (DiscoveredInstance | null)[] = [];
-    for (let i = 0; i < candidates.length; i += DISCOVERY_CONCURRENCY) {
-      const batch = candidates.slice(i, i + DISCOVERY_CONCURRENCY);
-      results.push(...(await Promise.all(batch.map((n) => this.discover(n, names.has(n))))));
-    }
-    return results.filter((r): r is DiscoveredInstance => r !== null);
+  listInstances(): Promise<DiscoveredInstance[]> {
+    return this.host.listInstances();
   }
-
-  private async discover(name: string, hasSocket: boolean): Promise<DiscoveredInstance | null> {
-    const g = new QemuGuest(this.ctx, name);
-    const record = await g.record();
-    if (!hasSocket) {
-      // Without a socket only guests we powered off ourselves are listed (we can start them again).
-      return record?.poweredOff ? { name, uuid: this.uuids.get(name) ?? record.uuid, powerState: PowerState.SHUTDOWN } : null;
-    }
-    try {
-      const status = await g.status();
-      if (status === 'offline') return { name, uuid: this.uuids.get(name) ?? record?.uuid ?? null, powerState: PowerState.SHUTDOWN };
-      // Ask again when an earlier look found none: a guest keeps its own uuid, never one we invent.
-      if (!this.uuids.get(name)) await this.learnUuid(g);
-      return { name, uuid: this.uuids.get(name) ?? null, powerState: powerStateFromQemuStatus(status) };
-    } catch (err) {
-      // A socket nobody answers on is a guest we cannot reach: report it off rather than hide it.
-      this.logger.warn({ err, instance: name }, 'guest monitor did not answer during discovery');
-      return { name, uuid: this.uuids.get(name) ?? record?.uuid ?? null, powerState: PowerState.SHUTDOWN };
-    }
-  }
-
-  private async learnUuid(g: QemuGuest): Promise<string | null> {
-    const { UUID } = await g.execDirect<{ UUID: string }>('query-uuid');
-    const uuid = UUID && UUID !== UUID_ZERO ? UUID : null;
-    this.uuids.set(g.name, uuid);
-    return uuid;
-  }
-
-  /**
-   * Once per connection, after a command succeeded: learn the guest's uuid and state and record its
-   * command line. A failure is logged and retried after the next successful command.
-   */
-  private async inspect(g: QemuGuest, freshConnection: boolean): Promise<void> {
-    if (freshConnection) this.inspected.delete(g.name);
-    if (this.inspected.has(g.name)) return;
-    let run = this.inspecting.get(g.name);
-    if (!run) {
-      run = this.inspectNow(g)
-        .then(() => {
-          this.inspected.add(g.name);
-        })
-        .catch((err: unknown) => this.logger.warn({ err, instance: g.name }, 'inspecting a newly connected guest failed'))
-        .finally(() => this.inspecting.delete(g.name));
-      this.inspecting.set(g.name, run);
-    }
-    await run;
-  }
-
-  private async inspectNow(g: QemuGuest): Promise<void> {
-    const uuid = await this.learnUuid(g);
-    const { status } = await g.execDirect<{ status: string }>('query-status');
-    this.observe(g.name, powerStateFromQemuStatus(status), 'reconnect', false);
-    const pid = await g.pid();
-    if (pid !== null && this.recordedPids.get(g.name) !== pid) {
-      if (await g.recordCommandLine(uuid, false)) this.recordedPids.set(g.name, pid);
-    }
-  }
-
-  /** New sockets appearing after initHost are connected to at once, so their events flow too. */
-  private watchInstancesPath(): void {
-    if (this.watcher || this.closed) return;
-    try {
-      this.watcher = watch(this.instancesPath, (_type, filename) => {
-        const file = filename?.toString();
-        if (!file?.endsWith('.monitor')) return;
-        const name = file.slice(0, -'.monitor'.length);
-        if (!this.nameTemplate.matches(name) || this.monitors.has(path.join(this.instancesPath, file))) return;
-        // QEMU creates the socket before it listens on it; give it a moment.
-        setTimeout(() => {
-          if (this.closed) return;
-          new QemuGuest(this.ctx, name).status().catch((err: unknown) => this.logger.debug({ err, instance: name }, 'connecting to a new guest failed'));
-        }, 250).unref();
-      });
-      this.watcher.on('error', (err) => this.logger.warn({ err }, 'watching instances_path failed'));
-      this.watcher.unref();
-    } catch (err) {
-      this.logger.warn({ err, instancesPath: this.instancesPath }, 'cannot watch instances_path; new guests are found on first use');
-    }
-  }
-
-  // ---- events --------------------------------------------------------------------------------
 
   onLifecycleEvent(listener: LifecycleListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.host.onLifecycleEvent(listener);
   }
 
-  private onMonitorEvent(socketPath: string, event: QmpEvent): void {
-    if (path.dirname(socketPath) !== this.instancesPath || !socketPath.endsWith('.monitor')) return;
-    const name = path.basename(socketPath, '.monitor');
-    if (!this.nameTemplate.matches(name)) return;
-    const mapped = transitionFor(event, this.tracked.get(name));
-    if (!mapped) return;
-    this.tracked.set(name, mapped.powerState);
-    this.emit({ name, uuid: this.uuids.get(name) ?? null, ...mapped, timestamp: eventTimestampMs(event, Date.now()) });
+  onGuestChange(listener: GuestChangeListener): () => void {
+    return this.host.onGuestChange(listener);
   }
 
-  /**
-   * A state we saw by looking (not from an event). Emits the transition when it differs from what we
-   * last reported; on first sight of a guest (`firstSightSilent`) only remembers it.
-   */
-  private observe(name: string, state: PowerState, source: string, emitOnFirstSight: boolean): void {
-    const previous = this.tracked.get(name);
-    this.tracked.set(name, state);
-    if (previous === undefined && !emitOnFirstSight) return;
-    const transition = transitionBetween(previous, state);
-    if (transition) this.emit({ name, uuid: this.uuids.get(name) ?? null, transition, powerState: state, timestamp: Date.now(), source });
+  guestView(instance: InstanceRef): GuestView | null {
+    const model = this.host.modelOf(this.nameTemplate.validate(instance.name));
+    return model ? guestView(model) : null;
   }
 
-  private emit(event: LifecycleEvent): void {
-    this.logger.debug({ instance: event.name, instance_uuid: event.uuid, transition: event.transition, source: event.source }, 'lifecycle event');
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.logger.error({ err, instance: event.name, instance_uuid: event.uuid }, 'lifecycle listener failed');
-      }
-    }
+  monitorStats(): MonitorStats {
+    const { connections, commands, errors } = this.monitors.stats();
+    return { connections, commands, errors };
   }
 
   // ---- per-guest entry -----------------------------------------------------------------------
@@ -289,16 +161,14 @@ export class QemuDriver implements ComputeDriver {
     });
   }
 
-  // ---- inspection ----------------------------------------------------------------------------
+  // ---- inspection: from the model ------------------------------------------------------------
 
   async getInfo(instance: InstanceRef): Promise<InstanceInfo> {
     return this.withGuest(instance, async (g) => {
-      const status = await g.status();
-      if (status === 'offline') {
-        if (!(await g.exists())) throw new InstanceNotFound(g.errorId);
-        return { state: PowerState.SHUTDOWN };
-      }
-      return { state: powerStateFromQemuStatus(status) };
+      const model = await g.model();
+      if (model) return { state: model.powerState };
+      if (!(await g.exists())) throw new InstanceNotFound(g.errorId);
+      return { state: PowerState.SHUTDOWN };
     });
   }
 
@@ -329,23 +199,25 @@ export class QemuDriver implements ComputeDriver {
 
   private async stats(instance: InstanceRef, method: string): Promise<GuestStats> {
     return this.withGuest(instance, async (g) => {
-      const status = await g.status();
-      const off = status === 'offline' || powerStateFromQemuStatus(status) === PowerState.SHUTDOWN;
-      if (status === 'offline' && !(await g.exists())) throw new InstanceNotFound(g.errorId);
+      const model = await g.model();
+      if (!model && !(await g.exists())) throw new InstanceNotFound(g.errorId);
       // Nova only diagnoses a guest that is up; a powered-off one is in the wrong state for it.
-      if (off) throw new InstanceInvalidState(g.uuid ?? this.uuids.get(g.name) ?? g.name, 'power_state', 'shutdown', method);
-      return collectGuestStats(
-        (cmd, args) => g.exec(cmd, args),
-        (line) => g.hmp(line),
-        await g.pid(),
-      );
+      if (!model || model.powerState === PowerState.SHUTDOWN) {
+        throw new InstanceInvalidState(g.uuid ?? this.host.uuids.get(g.name) ?? g.name, 'power_state', 'shutdown', method);
+      }
+      let run = this.collecting.get(model);
+      if (!run) {
+        run = (async () => collectGuestStats(model, g.exec, await g.pid()))().finally(() => this.collecting.delete(model));
+        this.collecting.set(model, run);
+      }
+      return run;
     });
   }
 
   async getVncConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {
     return this.withGuest(instance, async (g) => {
-      const reply = await this.consoleQuery<QueryVncReply>(g, 'query-vnc', 'vnc');
-      const endpoint = vncEndpoint(reply, this.proxyClientAddress);
+      const model = await this.consoleModel(g, 'vnc');
+      const endpoint = model.vnc ? vncEndpoint({ enabled: true, host: model.vnc.host, service: model.vnc.service }, this.proxyClientAddress) : null;
       if (!endpoint) throw new ConsoleTypeUnavailable('vnc');
       return endpoint;
     });
@@ -353,25 +225,19 @@ export class QemuDriver implements ComputeDriver {
 
   async getSerialConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {
     return this.withGuest(instance, async (g) => {
-      const chardevs = await this.consoleQuery<ChardevInfo[]>(g, 'query-chardev', 'serial');
-      const endpoint = serialEndpoint(chardevs, this.proxyClientAddress);
+      const model = await this.consoleModel(g, 'serial');
+      const endpoint = serialEndpoint(model.chardevs, this.proxyClientAddress);
       if (!endpoint) throw new ConsoleTypeUnavailable('serial');
       return endpoint;
     });
   }
 
-  /** A console query: an offline guest, or a QEMU without the feature, has no such console. */
-  private async consoleQuery<T>(g: QemuGuest, command: string, consoleType: string): Promise<T> {
-    try {
-      return await g.exec<T>(command);
-    } catch (err) {
-      if (err instanceof GuestOffline) {
-        if (!(await g.exists())) throw new InstanceNotFound(g.errorId);
-        throw new ConsoleTypeUnavailable(consoleType);
-      }
-      if (err instanceof MonitorCommandFailed) throw new ConsoleTypeUnavailable(consoleType);
-      throw err;
-    }
+  /** A console needs a live QEMU: an offline guest has none (or does not exist). */
+  private async consoleModel(g: QemuGuest, consoleType: string): Promise<GuestModel> {
+    const model = await g.model();
+    if (model) return model;
+    if (!(await g.exists())) throw new InstanceNotFound(g.errorId);
+    throw new ConsoleTypeUnavailable(consoleType);
   }
 
   // ---- power ---------------------------------------------------------------------------------
@@ -380,8 +246,8 @@ export class QemuDriver implements ComputeDriver {
     await this.serialised(instance, async (g) => {
       await g.powerOff(options);
       // The SHUTDOWN event is usually, not always, delivered before QEMU exits.
-      if (this.tracked.get(g.name) !== PowerState.SHUTDOWN && (await g.powerState()) === PowerState.SHUTDOWN) {
-        this.observe(g.name, PowerState.SHUTDOWN, 'SHUTDOWN/power-off', true);
+      if (this.host.lastReported(g.name) !== PowerState.SHUTDOWN && (await g.powerState()) === PowerState.SHUTDOWN) {
+        this.host.observe(g.name, PowerState.SHUTDOWN, 'SHUTDOWN/power-off', true);
       }
     });
   }
@@ -410,13 +276,19 @@ export class QemuDriver implements ComputeDriver {
 
   /** After a start or relaunch: a fresh QEMU sends no RESUME, so report the start ourselves if needed. */
   private observeRunning(g: QemuGuest): void {
-    if (this.tracked.get(g.name) !== PowerState.RUNNING) this.observe(g.name, PowerState.RUNNING, 'relaunch', true);
+    if (this.host.lastReported(g.name) !== PowerState.RUNNING) this.host.observe(g.name, PowerState.RUNNING, 'relaunch', true);
   }
 
   async monitorCommand(instance: InstanceRef, command: MonitorCommand): Promise<unknown> {
     return this.withGuest(instance, async (g) => {
-      if (!(await g.socketExists())) throw await g.notRunning();
-      return command.kind === 'qmp' ? g.exec(command.execute, command.arguments) : g.hmp(command.commandLine);
+      const model = await g.model();
+      if (!model) throw await g.notRunning();
+      const result =
+        command.kind === 'qmp' ? await qmp.passthrough(g.exec, command.execute, command.arguments) : await qmp.humanMonitorCommand(g.exec, command.commandLine);
+      // Hot-plug sends no event QEMU 7.2 would tell us about: re-read the model after anything that may change devices.
+      const readOnly = command.kind === 'qmp' ? command.execute.startsWith('query-') || NO_DEVICE_CHANGE.has(command.execute) : /^\s*info\b/.test(command.commandLine);
+      if (!readOnly) model.refreshAll().catch((err: unknown) => this.logger.warn({ err, instance: g.name }, 'refreshing the guest model after a monitor command failed'));
+      return result;
     });
   }
 
@@ -429,25 +301,11 @@ export class QemuDriver implements ComputeDriver {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    this.unsubscribe?.();
-    this.unsubscribe = null;
-    this.watcher?.close();
-    this.watcher = null;
-    this.listeners.clear();
-    const names = new Set([...this.tracked.keys(), ...this.uuids.keys(), ...this.ctx.pids.keys()]);
+    const names = this.host.close();
     await Promise.all(
-      [...names].map((name) =>
-        this.monitors.drop(path.join(this.instancesPath, `${name}.monitor`)).catch((err: unknown) => this.logger.debug({ err, instance: name }, 'drop failed')),
+      names.map((name) =>
+        this.monitors.drop(path.join(this.ctx.instancesPath, `${name}.monitor`)).catch((err: unknown) => this.logger.debug({ err, instance: name }, 'drop failed')),
       ),
     );
-  }
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch {
-    return [];
   }
 }

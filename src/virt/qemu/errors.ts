@@ -3,7 +3,7 @@
 // "Nobody listens on the socket" becomes GuestOffline, which each driver method resolves its own way.
 
 import { HypervisorUnavailable, MonitorCommandFailed, MonitorTimeout, InstanceNotRunning, NovaException } from '../../exception.js';
-import { QmpConnectError, QmpDisconnectedError, QmpError, QmpTimeoutError } from '../../qmp/errors.js';
+import { QmpConnectError, QmpDisconnectedError, QmpError, QmpReplyError, QmpTimeoutError } from '../../qmp/errors.js';
 
 /**
  * The guest's QEMU is not there: the socket is missing (ENOENT) or nobody accepts on it (ECONNREFUSED,
@@ -36,6 +36,8 @@ export interface ErrorContext {
 export function mapMonitorError(err: unknown, ctx: ErrorContext): Error {
   if (err instanceof NovaException || err instanceof GuestOffline) return err;
   if (err instanceof QmpError) return new MonitorCommandFailed(err.errorClass, err.desc, { cause: err });
+  // A reply of the wrong shape is QEMU failing the command as far as anyone above can tell.
+  if (err instanceof QmpReplyError) return new MonitorCommandFailed('InvalidReply', err.message, { cause: err });
   if (err instanceof QmpTimeoutError) return new MonitorTimeout(ctx.name, err.timeoutMs / 1000, { cause: err, unresponsive: err.unresponsive });
   if (err instanceof QmpDisconnectedError) return new InstanceNotRunning(ctx.uuid ?? ctx.name, { cause: err });
   if (err instanceof QmpConnectError) {

@@ -1,6 +1,6 @@
-// Maps QMP events to Nova lifecycle transitions. QEMU's events need context: with -no-shutdown a guest
-// power-off sends SHUTDOWN then STOP (not a pause), a `quit` sends SHUTDOWN and then the socket drops
-// (a second, synthesised SHUTDOWN), and RESUME means "started" after a shutdown but "resumed" after a pause.
+// What QMP events mean for a guest's run state. QEMU's events need context: with -no-shutdown a guest
+// power-off sends SHUTDOWN then STOP (the guest is off, not paused), a reset of a stopped guest leaves it in
+// `prelaunch` without another event, and a STOP after BLOCK_IO_ERROR or WATCHDOG is an io-error or watchdog stop.
 
 import type { LifecycleTransition } from '../driver.js';
 import { PowerState } from '../power-state.js';
@@ -12,40 +12,51 @@ export interface MonitorEvent {
   timestamp?: { seconds: number; microseconds: number };
 }
 
-export interface MappedTransition {
-  transition: LifecycleTransition;
-  powerState: PowerState;
-  source: string;
+/** Events that change (or may change) the run state. */
+export const RUN_STATE_EVENTS = new Set(['STOP', 'RESUME', 'SHUTDOWN', 'RESET', 'SUSPEND', 'SUSPEND_DISK', 'WAKEUP', 'GUEST_PANICKED', 'WATCHDOG', 'BLOCK_IO_ERROR']);
+
+/** Run states in which the vCPUs are already stopped for a reason a later STOP must not overwrite. */
+const STOPPED_FOR_GOOD = new Set(['shutdown', 'guest-panicked', 'internal-error']);
+
+export interface RunStateStep {
+  /** QEMU's run state after the event. */
+  status: string;
+  /** The state the next STOP puts the guest in (io-error, watchdog), or null for plain `paused`. */
+  stopAs: string | null;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
 }
 
 /**
- * The lifecycle transition an event means, given the guest's last known power state; null when the
- * event is not a transition (RESET, POWERDOWN, ...) or repeats the state we already reported.
+ * The run state after `event`, given the state before it and what a pending STOP means. Mirrors QEMU's
+ * runstate transitions (runstate.c, main_loop_should_exit) for the events it sends.
  */
-export function transitionFor(event: MonitorEvent, previous: PowerState | undefined): MappedTransition | null {
-  const reason = typeof event.data?.['reason'] === 'string' ? event.data['reason'] : undefined;
-  const source = reason ? `${event.event}/${reason}` : event.event;
+export function runStateAfter(status: string, stopAs: string | null, event: MonitorEvent): RunStateStep {
+  const action = str(event.data?.['action']);
   switch (event.event) {
     case 'STOP':
-      // After SHUTDOWN or a panic QEMU stops the vCPUs; the guest is off or crashed, not paused.
-      if (previous === PowerState.SHUTDOWN || previous === PowerState.CRASHED || previous === PowerState.PAUSED) return null;
-      return { transition: 'paused', powerState: PowerState.PAUSED, source };
-    case 'RESUME': {
-      if (previous === PowerState.RUNNING) return null;
-      const fromOff = previous === PowerState.SHUTDOWN || previous === PowerState.CRASHED || previous === PowerState.NOSTATE;
-      return { transition: fromOff ? 'started' : 'resumed', powerState: PowerState.RUNNING, source };
-    }
+      return { status: STOPPED_FOR_GOOD.has(status) ? status : (stopAs ?? 'paused'), stopAs: null };
+    case 'RESUME':
     case 'WAKEUP':
-      return previous === PowerState.RUNNING ? null : { transition: 'resumed', powerState: PowerState.RUNNING, source };
+      return { status: 'running', stopAs: null };
     case 'SHUTDOWN':
-      if (previous === PowerState.SHUTDOWN) return null;
-      return { transition: 'stopped', powerState: PowerState.SHUTDOWN, source };
+      return { status: 'shutdown', stopAs: null };
     case 'SUSPEND':
-      return previous === PowerState.SUSPENDED ? null : { transition: 'suspended', powerState: PowerState.SUSPENDED, source };
+      return { status: 'suspended', stopAs: null };
+    case 'RESET':
+      // After a reset QEMU runs on only if it was running; anything else waits in prelaunch for `cont`.
+      return { status: status === 'running' || status === 'inmigrate' || status === 'finish-migrate' ? status : 'prelaunch', stopAs };
     case 'GUEST_PANICKED':
-      return previous === PowerState.CRASHED ? null : { transition: 'crashed', powerState: PowerState.CRASHED, source };
+      // action "pause" stops in guest-panicked; "poweroff" is followed by SHUTDOWN; "run" keeps running.
+      return action === 'run' ? { status, stopAs } : { status: action === 'pause' || action === undefined ? 'guest-panicked' : status, stopAs };
+    case 'WATCHDOG':
+      return { status, stopAs: action === 'pause' ? 'watchdog' : stopAs };
+    case 'BLOCK_IO_ERROR':
+      return { status, stopAs: action === 'stop' ? 'io-error' : stopAs };
     default:
-      return null;
+      return { status, stopAs };
   }
 }
 
@@ -56,10 +67,7 @@ export function eventTimestampMs(event: MonitorEvent, fallback: number): number 
   return ts.seconds * 1000 + Math.floor((ts.microseconds ?? 0) / 1000);
 }
 
-/**
- * The transition between two observed power states, for changes we notice by looking rather than by
- * an event (a guest reconnected after it was started elsewhere, a relaunch, a quit whose event was lost).
- */
+/** Nova's lifecycle transition between two power states (null when there is none to report). */
 export function transitionBetween(previous: PowerState | undefined, next: PowerState): LifecycleTransition | null {
   if (previous === next) return null;
   switch (next) {

@@ -1,17 +1,20 @@
-// One QEMU guest's operations, addressed by its validated name: monitor commands with mapped errors,
-// finding its pid, power actions (pause, reboot, clean and forced off, start or relaunch), and the
-// record of its command line that lets a stopped guest be started again.
+// One QEMU guest's operations, addressed by its validated name: monitor commands (typed, errors mapped),
+// its run state from the per-guest model, finding its pid, power actions (pause, reboot, clean and forced
+// off, start or relaunch), and the record of its command line that lets a stopped guest be started again.
 
 import { lstat, readFile, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { InstanceNotFound, InstanceNotRunning, InternalError } from '../../exception.js';
+import * as qmp from '../../qmp/commands.js';
+import type { QmpConnection } from '../../qmp/connection.js';
 import type { QmpMonitorRegistry } from '../../qmp/monitor-registry.js';
 import type { PowerOffOptions, RebootType } from '../driver.js';
 import { pathInside } from '../instance-name.js';
 import { PowerState, powerStateFromQemuStatus } from '../power-state.js';
 import { GuestOffline, mapMonitorError } from './errors.js';
 import { loadRecord, relaunch, saveRecord, type GuestRecord } from './launcher.js';
+import type { GuestModel } from './model.js';
 import { findPidServing, isAlive, readCmdline, readCwd, verifyPid } from './proc.js';
 
 /** What every guest shares with its driver. */
@@ -24,18 +27,17 @@ export interface QemuContext {
   readonly logger: Logger;
   host(): string;
   /**
-   * Runs after a successful command until it has succeeded once on the current connection: learns the
-   * guest's uuid and state and records its command line. Concurrent callers share one run; it uses
-   * `execDirect` so it does not wait for itself.
+   * The guest's model on its live monitor connection, connecting and loading it when there is none yet.
+   * Rejects with GuestOffline when no QEMU serves the socket. Concurrent callers share one load.
    */
-  inspect(guest: QemuGuest, freshConnection: boolean): Promise<void>;
+  model(guest: QemuGuest): Promise<GuestModel>;
   /** The pid we last saw serving a guest, to skip the pidfile/proc lookup when it is still valid. */
   readonly pids: Map<string, number>;
   /** The live monitor connection under which a guest's cached pid was last verified. */
   readonly pidVerifiedFor: Map<string, object>;
   /** The guest's own uuid (query-uuid) when we have seen it. */
   knownUuid(name: string): string | null;
-  /** We found the guest's QEMU gone (e.g. before a relaunch): remember it as off. */
+  /** We found (or made) the guest's QEMU gone: its model is offline, it is reported off. */
   observedOffline(name: string): void;
 }
 
@@ -66,29 +68,23 @@ export class QemuGuest {
     return this.uuid ?? this.name;
   }
 
-  // ---- monitor -------------------------------------------------------------------------------
+  // ---- monitor ----
 
-  async exec<T>(command: string, args?: Record<string, unknown>): Promise<T> {
-    return this.viaMonitor(() => this.ctx.monitors.execute<T>(this.socketPath, command, args, { timeoutMs: this.ctx.commandTimeoutMs }), true);
+  /** Sends one command on the guest's shared connection; errors arrive mapped (GuestOffline, MonitorTimeout, ...). */
+  readonly exec: qmp.QmpExecutor = (command, args) =>
+    this.viaMonitor(() => this.ctx.monitors.execute<unknown>(this.socketPath, command, args, { timeoutMs: this.ctx.commandTimeoutMs }));
+
+  /** The live connection to the guest's monitor, made if needed. */
+  connect(): Promise<QmpConnection> {
+    return this.viaMonitor(() => this.ctx.monitors.get(this.socketPath));
   }
 
-  /** exec without the inspection hook: for the inspection itself. */
-  async execDirect<T>(command: string, args?: Record<string, unknown>): Promise<T> {
-    return this.viaMonitor(() => this.ctx.monitors.execute<T>(this.socketPath, command, args, { timeoutMs: this.ctx.commandTimeoutMs }), false);
-  }
-
-  async hmp(commandLine: string): Promise<string> {
-    return this.viaMonitor(() => this.ctx.monitors.hmp(this.socketPath, commandLine, { timeoutMs: this.ctx.commandTimeoutMs }), true);
-  }
-
-  private async viaMonitor<T>(call: () => Promise<T>, inspect: boolean): Promise<T> {
+  private async viaMonitor<T>(call: () => Promise<T>): Promise<T> {
     // A missing socket means no QEMU: say so without asking the registry to connect to nothing. A
     // live connection proves the socket (it closes when QEMU goes), so the hot path skips the lstat.
-    const fresh = !this.ctx.monitors.has(this.socketPath);
-    if (fresh && !(await this.socketExists())) throw new GuestOffline(this.socketPath, 'ENOENT');
-    let result: T;
+    if (!this.ctx.monitors.has(this.socketPath) && !(await this.socketExists())) throw new GuestOffline(this.socketPath, 'ENOENT');
     try {
-      result = await call();
+      return await call();
     } catch (err) {
       throw mapMonitorError(err, {
         name: this.name,
@@ -98,14 +94,29 @@ export class QemuGuest {
         commandTimeoutMs: this.ctx.commandTimeoutMs,
       });
     }
-    if (inspect) await this.ctx.inspect(this, fresh);
-    return result;
   }
 
-  /** QEMU's run status, or 'offline' when no QEMU serves the socket. */
-  async status(): Promise<string> {
+  /** The guest's model, or null when no QEMU serves it. */
+  async model(): Promise<GuestModel | null> {
     try {
-      return (await this.exec<{ status: string }>('query-status')).status;
+      return await this.ctx.model(this);
+    } catch (err) {
+      if (err instanceof GuestOffline) return null;
+      throw err;
+    }
+  }
+
+  /** QEMU's run status as the model knows it (no command), or 'offline' when no QEMU serves the socket. */
+  async status(): Promise<string> {
+    return (await this.model())?.status ?? 'offline';
+  }
+
+  /** The run status asked of QEMU now (for power actions, whose next step depends on it); the model learns it too. */
+  async freshStatus(): Promise<string> {
+    const model = await this.model();
+    if (!model) return 'offline';
+    try {
+      return await model.refreshStatus('query-status');
     } catch (err) {
       if (err instanceof GuestOffline) return 'offline';
       throw err;
@@ -193,7 +204,7 @@ export class QemuGuest {
     const state = powerStateFromQemuStatus(status);
     if (state === PowerState.PAUSED) return;
     if (state !== PowerState.RUNNING && state !== PowerState.SUSPENDED) throw new InstanceNotRunning(this.errorId);
-    await this.exec('stop');
+    await qmp.stop(this.exec);
   }
 
   async unpause(): Promise<void> {
@@ -203,7 +214,7 @@ export class QemuGuest {
     if (state === PowerState.RUNNING) return;
     // QEMU refuses `cont` after a shutdown or panic until the guest is reset: that is not "unpause".
     if (state !== PowerState.PAUSED) throw new InstanceNotRunning(this.errorId);
-    await this.exec('cont');
+    await qmp.cont(this.exec);
   }
 
   async reboot(type: RebootType): Promise<void> {
@@ -216,15 +227,16 @@ export class QemuGuest {
     if (type === 'SOFT' && status === 'running') {
       // Nova's soft reboot: ask the guest to shut down, wait, then start it; a guest that ignores
       // ACPI gets a hard reboot instead.
-      await this.exec('system_powerdown');
+      await qmp.systemPowerdown(this.exec);
       if (await this.waitForStatus((s) => s === 'shutdown', this.ctx.softRebootWaitMs)) {
         await this.resetAndContinue();
         return;
       }
       this.log.info({ waitedMs: this.ctx.softRebootWaitMs }, 'guest ignored the ACPI shutdown request; rebooting hard');
     }
-    await this.exec('system_reset');
-    const after = await this.status();
+    await qmp.systemReset(this.exec);
+    // RESET comes after the reply, once the main loop has reset the machine: ask rather than trust the model.
+    const after = await this.freshStatus();
     if (after !== 'running' && after !== 'offline') await this.cont(after);
   }
 
@@ -239,7 +251,7 @@ export class QemuGuest {
       const deadline = Date.now() + options.timeout * 1000;
       const retryMs = Math.max(1, options.retryInterval) * 1000;
       while (Date.now() < deadline) {
-        await this.exec('system_powerdown');
+        await qmp.systemPowerdown(this.exec);
         const wait = Math.min(retryMs, deadline - Date.now());
         if (await this.waitForStatus((s) => s === 'shutdown' || s === 'offline', wait)) {
           this.log.info('guest powered off cleanly');
@@ -265,7 +277,7 @@ export class QemuGuest {
     }
     const pid = await this.pid();
     try {
-      await this.exec('quit');
+      await qmp.quit(this.exec);
     } catch (err) {
       // QEMU may close the socket before the reply reaches us: that is the quit working.
       if (!(err instanceof InstanceNotRunning || err instanceof GuestOffline)) throw err;
@@ -280,6 +292,7 @@ export class QemuGuest {
       }
     }
     await this.ctx.monitors.drop(this.socketPath).catch((err: unknown) => this.log.debug({ err }, 'dropping monitor'));
+    this.ctx.observedOffline(this.name);
   }
 
   /** Power on: relaunch QEMU from its record when it is gone, else reset/continue the live one. */
@@ -296,14 +309,14 @@ export class QemuGuest {
   /** Make a live QEMU run: `cont` for a paused one, reset first for one that shut down or crashed. */
   private async cont(status: string): Promise<void> {
     const state = powerStateFromQemuStatus(status);
-    if (state === PowerState.SUSPENDED) await this.exec('system_wakeup');
-    else if (state === PowerState.PAUSED) await this.exec('cont');
+    if (state === PowerState.SUSPENDED) await qmp.systemWakeup(this.exec);
+    else if (state === PowerState.PAUSED) await qmp.cont(this.exec);
     else await this.resetAndContinue();
   }
 
   private async resetAndContinue(): Promise<void> {
-    await this.exec('system_reset');
-    await this.exec('cont');
+    await qmp.systemReset(this.exec);
+    await qmp.cont(this.exec);
   }
 
   private async relaunch(): Promise<void> {
@@ -337,7 +350,7 @@ export class QemuGuest {
   private async waitForStatus(done: (status: string) => boolean, ms: number): Promise<boolean> {
     const deadline = Date.now() + ms;
     for (;;) {
-      if (done(await this.status())) return true;
+      if (done(await this.freshStatus())) return true;
       if (Date.now() >= deadline) return false;
       await sleep(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
     }

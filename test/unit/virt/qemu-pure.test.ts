@@ -8,36 +8,45 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PowerState } from '../../../src/virt/power-state.js';
 import { consoleLogFilesFromCmdline, readTail, serialEndpoint, vncEndpoint } from '../../../src/virt/qemu/console.js';
 import { diskStats, diskTarget, parseInfoNetwork, toDiagnostics, toLegacyDiagnostics, type GuestStats } from '../../../src/virt/qemu/diagnostics.js';
-import { eventTimestampMs, transitionBetween, transitionFor } from '../../../src/virt/qemu/events.js';
+import { eventTimestampMs, runStateAfter, transitionBetween, type MonitorEvent } from '../../../src/virt/qemu/events.js';
 import { loadRecord, relaunchArgv, saveRecord } from '../../../src/virt/qemu/launcher.js';
 import { cmdlineServesSocket, parseProcStat } from '../../../src/virt/qemu/proc.js';
 
-describe('QMP events to lifecycle transitions', () => {
-  it('maps a pause and a resume', () => {
-    expect(transitionFor({ event: 'STOP' }, PowerState.RUNNING)).toEqual({ transition: 'paused', powerState: PowerState.PAUSED, source: 'STOP' });
-    expect(transitionFor({ event: 'RESUME' }, PowerState.PAUSED)).toMatchObject({ transition: 'resumed', powerState: PowerState.RUNNING });
+describe('QMP events to run states', () => {
+  const after = (status: string, ...events: MonitorEvent[]) => {
+    let step = { status, stopAs: null as string | null };
+    for (const e of events) step = runStateAfter(step.status, step.stopAs, e);
+    return step.status;
+  };
+
+  it('a pause and a resume', () => {
+    expect(after('running', { event: 'STOP' })).toBe('paused');
+    expect(after('paused', { event: 'RESUME' })).toBe('running');
   });
 
-  it('a RESUME after a shutdown is a start', () => {
-    expect(transitionFor({ event: 'RESUME' }, PowerState.SHUTDOWN)?.transition).toBe('started');
+  it('the STOP that follows a -no-shutdown power-off is not a pause', () => {
+    expect(after('running', { event: 'SHUTDOWN', data: { guest: true, reason: 'guest-shutdown' } }, { event: 'STOP' })).toBe('shutdown');
   });
 
-  it('SHUTDOWN carries its reason; the STOP that follows a -no-shutdown power-off is not a pause', () => {
-    const shutdown = transitionFor({ event: 'SHUTDOWN', data: { guest: true, reason: 'guest-shutdown' } }, PowerState.RUNNING);
-    expect(shutdown).toEqual({ transition: 'stopped', powerState: PowerState.SHUTDOWN, source: 'SHUTDOWN/guest-shutdown' });
-    expect(transitionFor({ event: 'STOP' }, PowerState.SHUTDOWN)).toBeNull();
+  it('a reset of a stopped guest leaves it in prelaunch; a running guest runs on', () => {
+    expect(after('shutdown', { event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } })).toBe('prelaunch');
+    expect(after('paused', { event: 'RESET' })).toBe('prelaunch');
+    expect(after('running', { event: 'RESET', data: { guest: true, reason: 'guest-reset' } })).toBe('running');
+    expect(after('shutdown', { event: 'RESET' }, { event: 'RESUME' })).toBe('running');
   });
 
-  it('the synthesised disconnect after a quit is not reported twice', () => {
-    expect(transitionFor({ event: 'SHUTDOWN', data: { reason: 'disconnect' } }, PowerState.SHUTDOWN)).toBeNull();
-    expect(transitionFor({ event: 'SHUTDOWN', data: { reason: 'disconnect' } }, PowerState.RUNNING)?.source).toBe('SHUTDOWN/disconnect');
+  it('a STOP after an I/O error or a watchdog says why', () => {
+    expect(after('running', { event: 'BLOCK_IO_ERROR', data: { action: 'stop' } }, { event: 'STOP' })).toBe('io-error');
+    expect(after('running', { event: 'WATCHDOG', data: { action: 'pause' } }, { event: 'STOP' })).toBe('watchdog');
+    expect(after('running', { event: 'BLOCK_IO_ERROR', data: { action: 'report' } }, { event: 'STOP' })).toBe('paused');
   });
 
-  it('panics, suspends; RESET and POWERDOWN are not transitions', () => {
-    expect(transitionFor({ event: 'GUEST_PANICKED' }, PowerState.RUNNING)?.transition).toBe('crashed');
-    expect(transitionFor({ event: 'SUSPEND' }, PowerState.RUNNING)?.transition).toBe('suspended');
-    expect(transitionFor({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } }, PowerState.RUNNING)).toBeNull();
-    expect(transitionFor({ event: 'POWERDOWN' }, PowerState.RUNNING)).toBeNull();
+  it('panics, suspends and wake-ups; POWERDOWN changes nothing', () => {
+    expect(after('running', { event: 'GUEST_PANICKED', data: { action: 'pause' } }, { event: 'STOP' })).toBe('guest-panicked');
+    expect(after('running', { event: 'GUEST_PANICKED', data: { action: 'run' } })).toBe('running');
+    expect(after('running', { event: 'SUSPEND' })).toBe('suspended');
+    expect(after('suspended', { event: 'WAKEUP' })).toBe('running');
+    expect(after('running', { event: 'POWERDOWN' })).toBe('running');
   });
 
   it('uses QEMU\'s timestamp', () => {
@@ -45,7 +54,9 @@ describe('QMP events to lifecycle transitions', () => {
     expect(eventTimestampMs({ event: 'STOP' }, 42)).toBe(42);
   });
 
-  it('derives transitions between observed states', () => {
+  it('derives transitions between power states', () => {
+    expect(transitionBetween(undefined, PowerState.PAUSED)).toBe('paused');
+    expect(transitionBetween(PowerState.SHUTDOWN, PowerState.PAUSED)).toBe('paused');
     expect(transitionBetween(PowerState.SHUTDOWN, PowerState.RUNNING)).toBe('started');
     expect(transitionBetween(PowerState.PAUSED, PowerState.RUNNING)).toBe('resumed');
     expect(transitionBetween(PowerState.RUNNING, PowerState.SHUTDOWN)).toBe('stopped');

@@ -1,0 +1,280 @@
+// The qemu driver's host side: discovery of guests in instances_path, one GuestModel per live monitor
+// connection (made on first need, fed by the connection's events, replaced on reconnect), and the lifecycle
+// events and model-change notifications that follow from the models. Per-guest operations are in guest.ts.
+
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { QmpEvent } from '../../qmp/connection.js';
+import type { QmpMonitorRegistry } from '../../qmp/monitor-registry.js';
+import type { DiscoveredInstance, GuestChangeListener, LifecycleEvent, LifecycleListener } from '../driver.js';
+import type { InstanceNameTemplate } from '../instance-name.js';
+import { PowerState } from '../power-state.js';
+import { transitionBetween } from './events.js';
+import { QemuGuest, type QemuContext } from './guest.js';
+import { GuestModel, type ModelChange } from './model.js';
+import { guestView } from './view.js';
+
+const DISCOVERY_CONCURRENCY = 8;
+
+interface ModelEntry {
+  readonly model: GuestModel;
+  readonly ready: Promise<GuestModel>;
+  loaded: boolean;
+}
+
+export class QemuHost {
+  private readonly lifecycleListeners = new Set<LifecycleListener>();
+  private readonly changeListeners = new Set<GuestChangeListener>();
+  /** The power state we last reported (or first saw) per guest, across connections. */
+  private readonly reported = new Map<string, PowerState>();
+  /** The guest's own uuid per name, kept after its QEMU is gone. */
+  readonly uuids = new Map<string, string | null>();
+  private readonly recordedPids = new Map<string, number>();
+  private readonly models = new Map<string, ModelEntry>();
+  private readonly opening = new Map<string, Promise<GuestModel>>();
+  private unsubscribe: (() => void) | null = null;
+  private watcher: FSWatcher | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: QemuContext,
+    private readonly nameTemplate: InstanceNameTemplate,
+    private readonly monitors: QmpMonitorRegistry,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.unsubscribe ??= this.monitors.subscribe((socketPath, event) => this.onMonitorEvent(socketPath, event));
+    this.watchInstancesPath();
+  }
+
+  // ---- models --------------------------------------------------------------------------------
+
+  /** See QemuContext.model. */
+  model(g: QemuGuest): Promise<GuestModel> {
+    const entry = this.models.get(g.name);
+    const live = this.monitors.connectionOf(g.socketPath);
+    if (entry && live && entry.model.connection === live) return entry.ready;
+    let opening = this.opening.get(g.name);
+    if (!opening) {
+      opening = this.open(g).finally(() => this.opening.delete(g.name));
+      this.opening.set(g.name, opening);
+    }
+    return opening;
+  }
+
+  /** The model of a guest whose monitor is connected (or that dropped since), without connecting. */
+  modelOf(name: string): GuestModel | null {
+    const entry = this.models.get(name);
+    return entry?.loaded ? entry.model : null;
+  }
+
+  private async open(g: QemuGuest): Promise<GuestModel> {
+    const conn = await g.connect();
+    const existing = this.models.get(g.name);
+    if (existing && existing.model.connection === conn) return existing.ready;
+    const model = new GuestModel(g.name, conn, g.exec, this.logger);
+    model.on('change', (change) => this.onModelChange(entry, change));
+    const entry: ModelEntry = { model, ready: this.load(g, model), loaded: false };
+    this.models.set(g.name, entry);
+    entry.ready.then(
+      () => {
+        entry.loaded = true;
+        this.notify(model, { aspect: 'connection' });
+      },
+      () => {
+        if (this.models.get(g.name) === entry) this.models.delete(g.name);
+      },
+    );
+    return entry.ready;
+  }
+
+  private async load(g: QemuGuest, model: GuestModel): Promise<GuestModel> {
+    await model.load();
+    this.uuids.set(g.name, model.uuid);
+    this.observe(g.name, model.powerState, 'reconnect', false);
+    // Record how this QEMU was started, once per process, so it can be started again after it exits.
+    const pid = await g.pid();
+    if (pid !== null && this.recordedPids.get(g.name) !== pid) {
+      const recorded = await g.recordCommandLine(model.uuid, false).catch((err: unknown) => {
+        this.logger.warn({ err, instance: g.name }, 'recording the guest\'s command line failed');
+        return null;
+      });
+      if (recorded) this.recordedPids.set(g.name, pid);
+    }
+    return model;
+  }
+
+  private onModelChange(entry: ModelEntry, change: ModelChange): void {
+    const { model } = entry;
+    if (!entry.loaded && change.aspect !== 'connection') return;
+    if (change.aspect === 'state' || change.aspect === 'connection') {
+      const r = model.reason;
+      const source = model.offline ? 'SHUTDOWN/disconnect' : r.reason ? `${r.event}/${r.reason}` : r.event;
+      this.observe(model.name, model.powerState, source, true, model.offline ? Date.now() : r.at);
+    }
+    if (entry.loaded) this.notify(model, change);
+  }
+
+  private notify(model: GuestModel, change: ModelChange): void {
+    if (this.changeListeners.size === 0) return;
+    const view = guestView(model);
+    for (const listener of this.changeListeners) {
+      try {
+        listener(view, change.aspect);
+      } catch (err) {
+        this.logger.error({ err, instance: model.name }, 'guest change listener failed');
+      }
+    }
+  }
+
+  /** The guest's QEMU is gone (we quit it, or found it dead before a relaunch). */
+  observedOffline(name: string): void {
+    const entry = this.models.get(name);
+    if (entry) entry.model.markOffline('stopped');
+    this.observe(name, PowerState.SHUTDOWN, 'SHUTDOWN/disconnect', false);
+  }
+
+  // ---- events --------------------------------------------------------------------------------
+
+  onLifecycleEvent(listener: LifecycleListener): () => void {
+    this.lifecycleListeners.add(listener);
+    return () => this.lifecycleListeners.delete(listener);
+  }
+
+  onGuestChange(listener: GuestChangeListener): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private onMonitorEvent(socketPath: string, event: QmpEvent): void {
+    if (path.dirname(socketPath) !== this.ctx.instancesPath || !socketPath.endsWith('.monitor')) return;
+    const name = path.basename(socketPath, '.monitor');
+    if (!this.nameTemplate.matches(name)) return;
+    const entry = this.models.get(name);
+    if (event.event === 'SHUTDOWN' && event.data?.['reason'] === 'disconnect') {
+      // The registry's word that the connection dropped without our asking: QEMU is gone.
+      if (entry && this.monitors.connectionOf(socketPath) !== entry.model.connection) entry.model.markOffline('disconnect');
+      if (!entry) this.observe(name, PowerState.SHUTDOWN, 'SHUTDOWN/disconnect', true);
+      return;
+    }
+    if (entry && entry.model.connection === this.monitors.connectionOf(socketPath)) {
+      entry.model.handle(event);
+      return;
+    }
+    // Events on a connection nobody modelled yet (a passthrough made it): model it now; its first
+    // query-status includes what this event did.
+    if (!this.closed) this.model(new QemuGuest(this.ctx, name)).catch((err: unknown) => this.logger.debug({ err, instance: name }, 'modelling a guest failed'));
+  }
+
+  /**
+   * A power state seen (by event or by looking). Emits the transition when it differs from what we last
+   * reported; on first sight of a guest only remembers it unless `emitOnFirstSight`.
+   */
+  observe(name: string, state: PowerState, source: string, emitOnFirstSight: boolean, timestamp = Date.now()): void {
+    const previous = this.reported.get(name);
+    this.reported.set(name, state);
+    if (previous === undefined && !emitOnFirstSight) return;
+    const transition = transitionBetween(previous, state);
+    if (transition) this.emit({ name, uuid: this.uuids.get(name) ?? null, transition, powerState: state, timestamp, source });
+  }
+
+  lastReported(name: string): PowerState | undefined {
+    return this.reported.get(name);
+  }
+
+  private emit(event: LifecycleEvent): void {
+    this.logger.debug({ instance: event.name, instance_uuid: event.uuid, transition: event.transition, source: event.source }, 'lifecycle event');
+    for (const listener of this.lifecycleListeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.logger.error({ err, instance: event.name, instance_uuid: event.uuid }, 'lifecycle listener failed');
+      }
+    }
+  }
+
+  // ---- discovery -----------------------------------------------------------------------------
+
+  async listInstances(): Promise<DiscoveredInstance[]> {
+    const names = new Set<string>();
+    for (const entry of await readdirOrEmpty(this.ctx.instancesPath)) {
+      if (entry.endsWith('.monitor')) names.add(entry.slice(0, -'.monitor'.length));
+    }
+    const powered = new Set<string>();
+    for (const entry of await readdirOrEmpty(this.ctx.stateDir)) {
+      if (entry.endsWith('.json')) powered.add(entry.slice(0, -'.json'.length));
+    }
+    const candidates = [...new Set([...names, ...powered])].filter((n) => this.nameTemplate.matches(n)).sort();
+    const results: (DiscoveredInstance | null)[] = [];
+    for (let i = 0; i < candidates.length; i += DISCOVERY_CONCURRENCY) {
+      const batch = candidates.slice(i, i + DISCOVERY_CONCURRENCY);
+      results.push(...(await Promise.all(batch.map((n) => this.discover(n, names.has(n))))));
+    }
+    return results.filter((r): r is DiscoveredInstance => r !== null);
+  }
+
+  private async discover(name: string, hasSocket: boolean): Promise<DiscoveredInstance | null> {
+    const g = new QemuGuest(this.ctx, name);
+    const record = await g.record();
+    const known = () => this.uuids.get(name) ?? record?.uuid ?? null;
+    if (!hasSocket) {
+      // Without a socket only guests we powered off ourselves are listed (we can start them again).
+      return record?.poweredOff ? { name, uuid: known(), powerState: PowerState.SHUTDOWN } : null;
+    }
+    try {
+      const model = await g.model();
+      if (!model) return { name, uuid: known(), powerState: PowerState.SHUTDOWN };
+      // A guest keeps its own uuid, never one we invent.
+      return { name, uuid: model.uuid, powerState: model.powerState };
+    } catch (err) {
+      // A socket nobody answers on is a guest we cannot reach: report it off rather than hide it.
+      this.logger.warn({ err, instance: name }, 'guest monitor did not answer during discovery');
+      return { name, uuid: known(), powerState: PowerState.SHUTDOWN };
+    }
+  }
+
+  /** New sockets appearing after initHost are connected to at once, so their events flow too. */
+  private watchInstancesPath(): void {
+    if (this.watcher || this.closed) return;
+    try {
+      this.watcher = watch(this.ctx.instancesPath, (_type, filename) => {
+        const file = filename?.toString();
+        if (!file?.endsWith('.monitor')) return;
+        const name = file.slice(0, -'.monitor'.length);
+        if (!this.nameTemplate.matches(name) || this.monitors.has(path.join(this.ctx.instancesPath, file))) return;
+        // QEMU creates the socket before it listens on it; give it a moment.
+        setTimeout(() => {
+          if (this.closed) return;
+          new QemuGuest(this.ctx, name).model().catch((err: unknown) => this.logger.debug({ err, instance: name }, 'connecting to a new guest failed'));
+        }, 250).unref();
+      });
+      this.watcher.on('error', (err) => this.logger.warn({ err }, 'watching instances_path failed'));
+      this.watcher.unref();
+    } catch (err) {
+      this.logger.warn({ err, instancesPath: this.ctx.instancesPath }, 'cannot watch instances_path; new guests are found on first use');
+    }
+  }
+
+  /** Stops events and the watcher; returns the names of every guest we know, for the caller to drop. */
+  close(): string[] {
+    this.closed = true;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.watcher?.close();
+    this.watcher = null;
+    this.lifecycleListeners.clear();
+    this.changeListeners.clear();
+    return [...new Set([...this.reported.keys(), ...this.uuids.keys(), ...this.models.keys(), ...this.ctx.pids.keys()])];
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
