@@ -58,6 +58,9 @@ export interface QemuDriverOptions {
   proxyClientAddress?: string;
 }
 
+/** How long after it started a diagnostics collection may still be joined by a new request. */
+const JOIN_WINDOW_MS = 200;
+
 /** Passthrough commands that cannot add or remove devices: no need to re-read the model after them. */
 const NO_DEVICE_CHANGE = new Set(['stop', 'cont', 'system_powerdown', 'system_reset', 'system_wakeup', 'quit', 'qom-get', 'qom-list']);
 
@@ -73,7 +76,7 @@ export class QemuDriver implements ComputeDriver {
   private hostName: string;
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Diagnostics collections in flight per model: concurrent requests for one guest share one. */
-  private readonly collecting = new WeakMap<GuestModel, Promise<GuestStats>>();
+  private readonly collecting = new WeakMap<GuestModel, { run: Promise<GuestStats>; startedAt: number }>();
 
   constructor(@inject(QemuDriverOptions) opts: QemuDriverOptions) {
     this.monitors = opts.monitors;
@@ -205,12 +208,16 @@ export class QemuDriver implements ComputeDriver {
       if (!model || model.powerState === PowerState.SHUTDOWN) {
         throw new InstanceInvalidState(g.uuid ?? this.host.uuids.get(g.name) ?? g.name, 'power_state', 'shutdown', method);
       }
-      let run = this.collecting.get(model);
-      if (!run) {
-        run = (async () => collectGuestStats(model, g.exec, await g.pid()))().finally(() => this.collecting.delete(model));
-        this.collecting.set(model, run);
-      }
-      return run;
+      // Join a collection only while its figures are as fresh as our own would be; one stuck on a frozen
+      // monitor is not joined late, so each caller still waits at most its own command timeout.
+      const inFlight = this.collecting.get(model);
+      if (inFlight && performance.now() - inFlight.startedAt < JOIN_WINDOW_MS) return inFlight.run;
+      const entry = { run: (async () => collectGuestStats(model, g.exec, await g.pid()))(), startedAt: performance.now() };
+      this.collecting.set(model, entry);
+      void entry.run.finally(() => {
+        if (this.collecting.get(model) === entry) this.collecting.delete(model);
+      }).catch(() => undefined);
+      return entry.run;
     });
   }
 
