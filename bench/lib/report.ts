@@ -17,7 +17,7 @@ export const FLOOR_LABELS: Record<FloorName, string> = {
   amqp_confirm: 'AMQP echo, reply confirmed before ack',
   rpc_client_echo: 'AMQP echo via our RpcClient (oslo)',
   qmp: 'QMP query-status (one monitor)',
-  qmp_diag_batch: 'QMP diagnostics batch (9 pipelined)',
+  qmp_diag_batch: 'QMP diagnostics batch (query-blockstats)',
   pg_insert: 'PostgreSQL single-row INSERT (pg)',
   file_tail: 'console log tail read (100 KiB max)',
 };
@@ -57,10 +57,10 @@ export interface RawRuns {
 export const FLOOR_SUM: Record<string, { floor: FloorName; times: number }[]> = {
   // AMQP both ways, then the console log's tail from disk (no monitor command).
   get_console_output: [{ floor: 'amqp', times: 1 }, { floor: 'file_tail', times: 1 }],
-  // AMQP; query-status for the running check, query-status again in the driver, then the 9-command batch.
-  get_instance_diagnostics: [{ floor: 'amqp', times: 1 }, { floor: 'qmp', times: 2 }, { floor: 'qmp_diag_batch', times: 1 }],
-  // AMQP; query-vnc; the console token row.
-  get_vnc_console: [{ floor: 'amqp', times: 1 }, { floor: 'qmp', times: 1 }, { floor: 'pg_insert', times: 1 }],
+  // AMQP; the running checks and everything but the block counters come from the guest model: one query-blockstats.
+  get_instance_diagnostics: [{ floor: 'amqp', times: 1 }, { floor: 'qmp_diag_batch', times: 1 }],
+  // AMQP; the VNC address from the guest model (no command); the console token row.
+  get_vnc_console: [{ floor: 'amqp', times: 1 }, { floor: 'pg_insert', times: 1 }],
 };
 
 /** Floors whose throughput bounds each method at a given number in flight (QMP is per guest: not a host bound). */
