@@ -193,6 +193,16 @@ export async function quit(exec: QmpExecutor): Promise<void> {
   await run(exec, empty, 'quit');
 }
 
+/** Injects an NMI into every vCPU (Nova's trigger_crash_dump). */
+export async function injectNmi(exec: QmpExecutor): Promise<void> {
+  await run(exec, empty, 'inject-nmi');
+}
+
+/** Writes the guest's screen as a PPM file at `filename` (a path QEMU opens: the caller owns the directory). */
+export async function screendump(exec: QmpExecutor, filename: string): Promise<void> {
+  await run(exec, empty, 'screendump', { filename });
+}
+
 /** HMP command line; resolves with its CRLF text. An unknown HMP command is text, not a QMP error. */
 export function humanMonitorCommand(exec: QmpExecutor, commandLine: string): Promise<string> {
   return run(exec, z.string(), 'human-monitor-command', { 'command-line': commandLine });

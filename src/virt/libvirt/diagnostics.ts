@@ -2,6 +2,7 @@
 // Diagnostics object and the legacy flat dict. Unknown figures are null, never a sentinel; disk error
 // counts come from QEMU's query-blockstats through the passthrough, matched to disks by device alias.
 
+import * as qmp from '../../qmp/commands.js';
 import type { Diagnostics, DiskDiagnostics, LegacyDiagnostics, NicDiagnostics } from '../driver.js';
 import { powerStateName } from '../power-state.js';
 import type { DomainConfig } from './domain-xml.js';
@@ -62,19 +63,18 @@ function diskErrors(config: DomainConfig, target: string, errors: Map<string, nu
 
 /** Failed I/O operations per device alias, from QEMU's query-blockstats (sum of failed_*). */
 export async function blockErrorsByAlias(guest: LibvirtGuest): Promise<Map<string, number>> {
-  const reply = await guest.qmp('query-blockstats');
+  // Through libvirt's qemu-monitor-command, with the reply checked like every other QMP reply.
+  const reply = await qmp.queryBlockstats((command, args) => guest.qmp(command, args));
   const out = new Map<string, number>();
-  if (!Array.isArray(reply)) return out;
-  for (const entry of reply as { device?: unknown; qdev?: unknown; stats?: Record<string, unknown> }[]) {
-    const s = entry.stats ?? {};
-    const failed = Object.entries(s)
+  for (const entry of reply) {
+    const failed = Object.entries(entry.stats)
       .filter(([k, v]) => k.startsWith('failed_') && k.endsWith('_operations') && typeof v === 'number')
       .reduce((sum, [, v]) => sum + (v as number), 0);
-    if (typeof entry.qdev === 'string' && entry.qdev) {
+    if (entry.qdev) {
       const m = /^\/machine\/peripheral\/([^/]+)/.exec(entry.qdev);
       out.set(m ? m[1]! : entry.qdev, failed);
     }
-    if (typeof entry.device === 'string' && entry.device) out.set(entry.device.replace(/^drive-/, ''), failed);
+    if (entry.device) out.set(entry.device.replace(/^drive-/, ''), failed);
   }
   return out;
 }

@@ -2,6 +2,7 @@
 // into novamon's own directory, see screendump.ts) and an NMI for Nova's trigger_crash_dump.
 
 import path from 'node:path';
+import * as qmp from '../../qmp/commands.js';
 import { ConsoleNotAvailable, InstanceNotRunning, InternalError, MonitorCommandFailed } from '../../exception.js';
 import { BadScreendump, type Screenshot } from '../screenshot.js';
 import { GuestOffline } from './errors.js';
@@ -12,7 +13,7 @@ import { takeScreendump } from './screendump.js';
 export async function guestScreenshot(g: QemuGuest, stateDir: string): Promise<Screenshot> {
   if (!(await g.socketExists())) throw await g.notRunning();
   try {
-    return await takeScreendump((cmd, args) => g.exec(cmd, args), path.join(stateDir, 'screendumps'));
+    return await takeScreendump(g.exec, path.join(stateDir, 'screendumps'));
   } catch (err) {
     // "There is no QemuConsole I can screendump from.": a guest without a display device.
     if (err instanceof MonitorCommandFailed && /no QemuConsole|no surface|no console/i.test(err.message)) {
@@ -32,7 +33,7 @@ export async function guestTriggerCrashDump(g: QemuGuest): Promise<void> {
   if (status === 'offline') throw await g.notRunning();
   if (status === 'shutdown') throw new InstanceNotRunning(g.errorId);
   try {
-    await g.exec('inject-nmi');
+    await qmp.injectNmi(g.exec);
   } catch (err) {
     if (err instanceof GuestOffline) throw await g.notRunning();
     throw err;

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, mkdir, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import * as qmp from '../../qmp/commands.js';
 import { BadScreendump, MAX_SCREENDUMP_BYTES, screenshotFromPpm, type Screenshot } from '../screenshot.js';
 
 export type MonitorExec = (command: string, args?: Record<string, unknown>) => Promise<unknown>;
@@ -17,7 +18,7 @@ export async function takeScreendump(exec: MonitorExec, dir: string, maxBytes = 
   await chmod(dir, 0o700);
   const file = path.join(dir, `screendump-${randomBytes(12).toString('hex')}.ppm`);
   try {
-    await exec('screendump', { filename: file });
+    await qmp.screendump(exec, file);
     return screenshotFromPpm(await readCapped(file, maxBytes));
   } finally {
     await unlink(file).catch(() => undefined);
