@@ -11,7 +11,6 @@ import {
   InstanceNotFound,
   InstanceNotRunning,
   InvalidInstanceName,
-  MonitorCommandFailed,
   MonitorTimeout,
   type NovaException,
 } from '../../exception.js';
@@ -26,15 +25,18 @@ import {
   type LegacyDiagnostics,
   type LifecycleEvent,
   type LifecycleListener,
-  type LifecycleTransition,
   type MonitorCommand,
   type PowerOffOptions,
   type RebootType,
   type Screenshot,
 } from '../driver.js';
 import { InstanceNameTemplate } from '../instance-name.js';
-import { PowerState, powerStateFromQemuStatus, powerStateName } from '../power-state.js';
+import { PowerState } from '../power-state.js';
+import { FakeTransitions, guestPowerState, newFakeGuest, type FakeGuest, type FakeInstanceSpec, type FakeMethod } from './guest.js';
+import { fakeDiagnostics, fakeHmp, fakeLegacyDiagnostics, fakeMac, fakeQmp } from './monitor.js';
 import { fakeScreenshot } from './screen.js';
+
+export type { FakeInstanceSpec, FakeMethod };
 
 export const FakeDriverOptions = Symbol.for('novamon.FakeDriverOptions');
 export interface FakeDriverOptions {
@@ -47,55 +49,6 @@ export interface FakeDriverOptions {
   logger?: Logger;
 }
 
-/** A guest to add to the fake hypervisor. */
-export interface FakeInstanceSpec {
-  name: string;
-  uuid?: string | null;
-  /** RUNNING (default), PAUSED, SHUTDOWN (process gone), CRASHED or SUSPENDED. */
-  powerState?: PowerState;
-  /** Serial console log so far; omitted = the guest has no logged serial port (ConsoleNotAvailable). */
-  consoleOutput?: string | Buffer;
-  /** VNC server; default 127.0.0.1:5900+n; null = no VNC. */
-  vnc?: ConsoleEndpoint | null;
-  /** TCP serial port; default none. */
-  serial?: ConsoleEndpoint | null;
-  /** Does the guest obey an ACPI power-down request? Default false (like the fixture guest). */
-  acpi?: boolean;
-  vcpus?: number;
-  memoryMiB?: number;
-}
-
-type FakeMethod = Exclude<keyof ComputeDriver, 'type'>;
-
-interface FakeGuest {
-  name: string;
-  uuid: string | null;
-  /** False once "QEMU" has exited: the guest is powered off and can only be started again. */
-  alive: boolean;
-  /** QEMU run status while alive (running, paused, shutdown, guest-panicked, suspended). */
-  status: string;
-  console: Buffer | null;
-  vnc: ConsoleEndpoint | null;
-  serial: ConsoleEndpoint | null;
-  acpi: boolean;
-  vcpus: number;
-  memoryMiB: number;
-  frozen: boolean;
-  startedAt: number;
-  /** CPU time consumed before the current running stretch, in ms, and when that stretch began. */
-  cpuMs: number;
-  runningSince: number | null;
-  faults: Map<FakeMethod, NovaException>;
-  nmis: number;
-}
-
-const statusForPowerState: Record<number, string> = {
-  [PowerState.RUNNING]: 'running',
-  [PowerState.PAUSED]: 'paused',
-  [PowerState.CRASHED]: 'guest-panicked',
-  [PowerState.SUSPENDED]: 'suspended',
-};
-
 @injectable()
 export class FakeDriver implements ComputeDriver {
   readonly type = 'fake';
@@ -107,6 +60,7 @@ export class FakeDriver implements ComputeDriver {
   private readonly clock: () => number;
   private readonly commandTimeoutSeconds: number;
   private readonly logger: Logger | null;
+  private readonly t: FakeTransitions;
   private nextVncPort = 5900;
   private host: string | null = null;
 
@@ -115,34 +69,14 @@ export class FakeDriver implements ComputeDriver {
     this.clock = options?.clock ?? Date.now;
     this.commandTimeoutSeconds = options?.commandTimeoutSeconds ?? 10;
     this.logger = options?.logger?.child({ component: 'fake-driver' }) ?? null;
+    this.t = new FakeTransitions(this.clock, (event) => this.publish(event));
   }
 
   // ---- test controls -------------------------------------------------------------------------
 
   addInstance(spec: FakeInstanceSpec): void {
     const name = this.nameTemplate.validate(spec.name);
-    const state = spec.powerState ?? PowerState.RUNNING;
-    const now = this.clock();
-    const alive = state !== PowerState.SHUTDOWN && state !== PowerState.NOSTATE;
-    const status = statusForPowerState[state] ?? 'shutdown';
-    this.guests.set(name, {
-      name,
-      uuid: spec.uuid ?? null,
-      alive,
-      status,
-      console: spec.consoleOutput === undefined ? null : Buffer.from(spec.consoleOutput),
-      vnc: spec.vnc === undefined ? { host: '127.0.0.1', port: this.nextVncPort++, internalAccessPath: null } : spec.vnc,
-      serial: spec.serial ?? null,
-      acpi: spec.acpi ?? false,
-      vcpus: spec.vcpus ?? 1,
-      memoryMiB: spec.memoryMiB ?? 64,
-      frozen: false,
-      startedAt: now,
-      cpuMs: 0,
-      runningSince: alive && status === 'running' ? now : null,
-      faults: new Map(),
-      nmis: 0,
-    });
+    this.guests.set(name, newFakeGuest(name, spec, this.clock(), () => ({ host: '127.0.0.1', port: this.nextVncPort++, internalAccessPath: null })));
   }
 
   removeInstance(name: string): void {
@@ -161,30 +95,19 @@ export class FakeDriver implements ComputeDriver {
   /** The "QEMU process" dies (killed from outside): the guest is off; a `stopped` event follows. */
   killProcess(name: string): void {
     const g = this.mustGet({ name });
-    if (!g.alive) return;
-    this.stopClock(g);
-    g.alive = false;
-    g.frozen = false;
-    g.status = 'shutdown';
-    this.emit(g, 'stopped', PowerState.SHUTDOWN, 'SHUTDOWN/disconnect');
+    if (g.alive) this.t.processGone(g, 'SHUTDOWN/disconnect');
   }
 
   /** The guest powers itself off; QEMU stays alive in `shutdown` (-no-shutdown), as a real guest would. */
   guestShutdown(name: string): void {
     const g = this.mustGet({ name });
-    if (!g.alive || g.status === 'shutdown') return;
-    this.stopClock(g);
-    g.status = 'shutdown';
-    this.emit(g, 'stopped', PowerState.SHUTDOWN, 'SHUTDOWN/guest-shutdown');
+    if (g.alive && g.status !== 'shutdown') this.t.guestShutdown(g);
   }
 
   /** The guest kernel panics (QEMU's GUEST_PANICKED). */
   guestPanic(name: string): void {
     const g = this.mustGet({ name });
-    if (!g.alive) return;
-    this.stopClock(g);
-    g.status = 'guest-panicked';
-    this.emit(g, 'crashed', PowerState.CRASHED, 'GUEST_PANICKED');
+    if (g.alive) this.t.panic(g);
   }
 
   /** The monitor stops answering (like a SIGSTOPped QEMU): monitor-backed calls raise MonitorTimeout. */
@@ -217,13 +140,13 @@ export class FakeDriver implements ComputeDriver {
     this.calls.push({ method: 'listInstances' });
     return [...this.guests.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((g) => ({ name: g.name, uuid: g.uuid, powerState: g.frozen ? PowerState.SHUTDOWN : this.powerState(g) }));
+      .map((g) => ({ name: g.name, uuid: g.uuid, powerState: g.frozen ? PowerState.SHUTDOWN : guestPowerState(g) }));
   }
 
   async getInfo(instance: InstanceRef): Promise<InstanceInfo> {
     const g = this.enter('getInfo', instance);
     if (g.alive) this.monitor(g);
-    return { state: this.powerState(g) };
+    return { state: guestPowerState(g) };
   }
 
   async getConsoleOutput(instance: InstanceRef): Promise<Buffer> {
@@ -236,38 +159,13 @@ export class FakeDriver implements ComputeDriver {
   async getInstanceDiagnostics(instance: InstanceRef): Promise<Diagnostics> {
     const g = this.enter('getInstanceDiagnostics', instance);
     this.requireDiagnosable(g, instance, 'get_instance_diagnostics');
-    const now = this.clock();
-    const cpuNs = Math.round(this.cpuMs(g, now) * 1e6);
-    return {
-      state: powerStateName(this.powerState(g)) as Diagnostics['state'],
-      driver: 'libvirt',
-      hypervisor: 'fake',
-      hypervisorOs: 'linux',
-      uptime: Math.floor((now - g.startedAt) / 1000),
-      configDrive: false,
-      cpuDetails: Array.from({ length: g.vcpus }, (_, id) => ({ id, time: cpuNs, utilisation: null })),
-      nicDetails: [
-        {
-          macAddress: this.mac(g),
-          rxOctets: null, rxErrors: null, rxDrop: null, rxPackets: null, rxRate: null,
-          txOctets: null, txErrors: null, txDrop: null, txPackets: null, txRate: null,
-        },
-      ],
-      diskDetails: [{ device: 'vda', readBytes: 512, readRequests: 1, writeBytes: 0, writeRequests: 0, errorsCount: 0 }],
-      memoryDetails: { maximum: g.memoryMiB, used: null },
-    };
+    return fakeDiagnostics(g, this.clock(), fakeMac(this.nameTemplate.parseId(g.name) ?? 0));
   }
 
   async getDiagnostics(instance: InstanceRef): Promise<LegacyDiagnostics> {
     const g = this.enter('getDiagnostics', instance);
     this.requireDiagnosable(g, instance, 'get_diagnostics');
-    const cpuNs = Math.round(this.cpuMs(g, this.clock()) * 1e6);
-    const out: LegacyDiagnostics = {};
-    for (let i = 0; i < g.vcpus; i++) out[`cpu${i}_time`] = cpuNs;
-    Object.assign(out, { vda_read: 512, vda_read_req: 1, vda_write: 0, vda_write_req: 0, vda_errors: 0 });
-    out['memory'] = g.memoryMiB * 1024;
-    out['memory-actual'] = g.memoryMiB * 1024;
-    return out;
+    return fakeLegacyDiagnostics(g, this.clock());
   }
 
   async getVncConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {
@@ -291,35 +189,19 @@ export class FakeDriver implements ComputeDriver {
     if (g.status === 'shutdown') return;
     // Clean: an ACPI-aware running guest powers itself off (QEMU stays, in `shutdown`). Anything else
     // falls back to a forced off once the timeout would have passed; the fake does not sleep for it.
-    if (options.timeout > 0 && g.acpi && g.status === 'running') {
-      this.stopClock(g);
-      g.status = 'shutdown';
-      this.emit(g, 'stopped', PowerState.SHUTDOWN, 'SHUTDOWN/guest-shutdown');
-      return;
-    }
-    this.stopClock(g);
-    g.alive = false;
-    g.status = 'shutdown';
-    this.emit(g, 'stopped', PowerState.SHUTDOWN, 'SHUTDOWN/host-qmp-quit');
+    if (options.timeout > 0 && g.acpi && g.status === 'running') this.t.guestShutdown(g);
+    else this.t.processGone(g, 'SHUTDOWN/host-qmp-quit');
   }
 
   async powerOn(instance: InstanceRef): Promise<void> {
     const g = this.enter('powerOn', instance);
     if (!g.alive) {
-      this.relaunch(g);
+      this.t.relaunch(g);
       return;
     }
     this.monitor(g);
     if (g.status === 'running') return;
-    this.setRunning(g, g.status === 'paused' ? 'resumed' : 'started', 'RESUME');
-  }
-
-  /** A new "QEMU" for a powered-off guest, as the qemu driver relaunches one from its recorded command line. */
-  private relaunch(g: FakeGuest): void {
-    g.alive = true;
-    g.startedAt = this.clock();
-    g.cpuMs = 0;
-    this.setRunning(g, 'started', 'relaunch');
+    this.t.setRunning(g, g.status === 'paused' ? 'resumed' : 'started', 'RESUME');
   }
 
   async pause(instance: InstanceRef): Promise<void> {
@@ -328,9 +210,7 @@ export class FakeDriver implements ComputeDriver {
     this.monitor(g);
     if (g.status === 'paused') return;
     if (g.status !== 'running' && g.status !== 'suspended') throw new InstanceNotRunning(instance.uuid ?? g.name);
-    this.stopClock(g);
-    g.status = 'paused';
-    this.emit(g, 'paused', PowerState.PAUSED, 'STOP');
+    this.t.pause(g);
   }
 
   async unpause(instance: InstanceRef): Promise<void> {
@@ -340,14 +220,14 @@ export class FakeDriver implements ComputeDriver {
     if (g.status === 'running') return;
     // QEMU refuses `cont` until a shut-down or crashed guest is reset.
     if (g.status !== 'paused') throw new InstanceNotRunning(instance.uuid ?? g.name);
-    this.setRunning(g, 'resumed', 'RESUME');
+    this.t.setRunning(g, 'resumed', 'RESUME');
   }
 
   async reboot(instance: InstanceRef, type: RebootType): Promise<void> {
     const g = this.enter('reboot', instance);
     if (!g.alive) {
       // Nova's hard reboot recreates the guest, so rebooting a powered-off guest starts it.
-      this.relaunch(g);
+      this.t.relaunch(g);
       return;
     }
     this.monitor(g);
@@ -355,51 +235,14 @@ export class FakeDriver implements ComputeDriver {
     // HARD) a reset, then `cont` when the guest was not running.
     if (type === 'SOFT' && g.acpi && g.status === 'running') return;
     if (g.status === 'running') return;
-    this.setRunning(g, g.status === 'paused' ? 'resumed' : 'started', 'RESUME');
+    this.t.setRunning(g, g.status === 'paused' ? 'resumed' : 'started', 'RESUME');
   }
 
   async monitorCommand(instance: InstanceRef, command: MonitorCommand): Promise<unknown> {
     const g = this.enter('monitorCommand', instance);
     this.requireAlive(g, instance);
     this.monitor(g);
-    if (command.kind === 'hmp') return this.hmp(g, command.commandLine);
-    switch (command.execute) {
-      case 'query-status':
-        return { status: g.status, singlestep: false, running: g.status === 'running' };
-      case 'query-name':
-        return { name: g.name };
-      case 'query-uuid':
-        return { UUID: g.uuid ?? '00000000-0000-0000-0000-000000000000' };
-      case 'query-kvm':
-        return { enabled: false, present: false };
-      case 'query-vnc':
-        return g.vnc
-          ? { enabled: true, auth: 'none', family: 'ipv4', clients: [], service: String(g.vnc.port), host: g.vnc.host }
-          : { enabled: false };
-      case 'stop':
-        if (g.status === 'running') {
-          this.stopClock(g);
-          g.status = 'paused';
-          this.emit(g, 'paused', PowerState.PAUSED, 'STOP');
-        }
-        return {};
-      case 'cont':
-        if (g.status === 'shutdown' || g.status === 'guest-panicked') {
-          throw new MonitorCommandFailed('GenericError', 'Resetting the Virtual Machine is required');
-        }
-        if (g.status !== 'running') this.setRunning(g, 'resumed', 'RESUME');
-        return {};
-      case 'system_reset':
-      case 'system_powerdown':
-        if (command.execute === 'system_powerdown' && g.acpi && g.status === 'running') {
-          this.stopClock(g);
-          g.status = 'shutdown';
-          this.emit(g, 'stopped', PowerState.SHUTDOWN, 'SHUTDOWN/guest-shutdown');
-        }
-        return {};
-      default:
-        throw new MonitorCommandFailed('CommandNotFound', `The command ${command.execute} has not been found`);
-    }
+    return command.kind === 'hmp' ? fakeHmp(g, command.commandLine) : fakeQmp(g, command.execute, this.t);
   }
 
   /** Screens need a display: a guest without VNC has none. */
@@ -471,48 +314,13 @@ export class FakeDriver implements ComputeDriver {
     this.monitor(g);
   }
 
-  private powerState(g: FakeGuest): PowerState {
-    return g.alive ? powerStateFromQemuStatus(g.status) : PowerState.SHUTDOWN;
-  }
-
-  private setRunning(g: FakeGuest, transition: LifecycleTransition, source: string): void {
-    g.status = 'running';
-    g.runningSince = this.clock();
-    this.emit(g, transition, PowerState.RUNNING, source);
-  }
-
-  private stopClock(g: FakeGuest): void {
-    if (g.runningSince !== null) g.cpuMs += this.clock() - g.runningSince;
-    g.runningSince = null;
-  }
-
-  private cpuMs(g: FakeGuest, now: number): number {
-    return g.cpuMs + (g.runningSince === null ? 0 : now - g.runningSince);
-  }
-
-  private mac(g: FakeGuest): string {
-    const id = this.nameTemplate.parseId(g.name) ?? 0;
-    return `52:54:00:${[16, 8, 0].map((s) => ((id >> s) & 0xff).toString(16).padStart(2, '0')).join(':')}`;
-  }
-
-  private hmp(g: FakeGuest, line: string): string {
-    const cmd = line.trim();
-    if (cmd === 'info status') {
-      const shown = g.status === 'running' || g.status === 'paused' ? g.status : `paused (${g.status})`;
-      return `VM status: ${shown}\r\n`;
-    }
-    if (cmd === 'info name') return `${g.name}\r\n`;
-    return `unknown command: '${cmd.split(/\s+/)[0] ?? ''}'\r\n`;
-  }
-
-  private emit(g: FakeGuest, transition: LifecycleTransition, powerState: PowerState, source: string): void {
-    const event: LifecycleEvent = { name: g.name, uuid: g.uuid, transition, powerState, timestamp: this.clock(), source };
+  private publish(event: LifecycleEvent): void {
     for (const listener of this.listeners) {
       try {
         listener(event);
       } catch (err) {
         // A listener's failure is its own business; the transition already happened.
-        this.logger?.error({ err, instance: g.name, instance_uuid: g.uuid }, 'lifecycle listener failed');
+        this.logger?.error({ err, instance: event.name, instance_uuid: event.uuid }, 'lifecycle listener failed');
       }
     }
   }
