@@ -3,20 +3,21 @@
 // on the caller's reply queue. A message is acked only after its handler resolved and its reply was confirmed
 // by the broker, so a crash or lost connection means redelivery, never a lost call; dedupe keeps that safe.
 
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from 'amqplib';
+import { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { NovaException } from '../exception.js';
 import { type Logger } from '../logging.js';
 import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
 import { DedupeCache, type DedupeOptions } from './dedupe.js';
 import { type RpcDispatcher, type RpcEndpoint } from './dispatcher.js';
-import { DEFAULT_MAX_BODY_BYTES, decodeEnvelope, encodeEnvelopeText, pyJsonDumps, pyJsonString } from './envelope.js';
+import { DEFAULT_MAX_BODY_BYTES, decodeEnvelope } from './envelope.js';
 import { MalformedMessage, serializeFailure, WireException } from './failure.js';
 import { type IncomingRequest, parseRequest, type ReplyTarget, replyTargetOf, sniffReplyTarget } from './message.js';
 import { TaskScheduler } from './scheduler.js';
-import { serverTopology, declareServerTopology, type QueueTuning, type ServerTopology } from './topology.js';
+import { closeSession, type Delivery, hexId, openSession, publishReply, replyFragment, type Session, settle } from './server-session.js';
+import { serverTopology, type QueueTuning, type ServerTopology } from './topology.js';
 
+export { replyFragment, replyMessageText } from './server-session.js';
 
 export type RpcOutcome = 'ok' | 'failure' | 'malformed' | 'duplicate' | 'requeued';
 
@@ -52,39 +53,6 @@ export interface RpcServerOptions {
   drainTimeoutMs?: number;
   /** Bound on each AMQP round trip (declare, consume, cancel, close); default 10 s. */
   opTimeoutMs?: number;
-}
-
-// The properties oslo puts on a reply (samples/oslo-rabbit-wire.json); mandatory so an unroutable reply comes back.
-const REPLY_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {}, mandatory: true } as const;
-
-interface Session {
-  consumeCh: Channel;
-  replyCh: ConfirmChannel;
-  consumerTags: string[];
-  alive: boolean;
-}
-
-interface Delivery {
-  session: Session;
-  msg: ConsumeMessage;
-  settled: boolean;
-  t0: number;
-  method: string | null;
-  kind: RpcServerMetric['kind'];
-}
-
-/** `"result": …, "failure": …, "ending": true` — the part of a reply that a duplicate call gets re-sent. */
-export function replyFragment(result: unknown, failure: string | null): string {
-  return `"result": ${pyJsonDumps(result)}, "failure": ${failure === null ? 'null' : pyJsonString(failure)}, "ending": true`;
-}
-
-function hexId(): string {
-  return randomUUID().replaceAll('-', '');
-}
-
-/** The decoded reply message (`oslo.message`) for a call, as text. */
-export function replyMessageText(fragment: string, msgId: string, uniqueId: string = hexId()): string {
-  return `{${fragment}, "_msg_id": ${pyJsonString(msgId)}, "_unique_id": ${pyJsonString(uniqueId)}}`;
 }
 
 export class RpcServer {
@@ -172,16 +140,9 @@ export class RpcServer {
       // Acks follow reply confirms: let those land before the channel closes, or the calls would be redelivered.
       await withTimeout(s.replyCh.waitForConfirms(), this.opTimeoutMs, 'reply confirms').catch(() => undefined);
     }
-    if (s) await this.closeSession(s);
+    if (s) await closeSession(s, this.opTimeoutMs);
     this.started = false;
     this.log.info('RPC server stopped');
-  }
-
-  private async closeSession(s: Session): Promise<void> {
-    s.alive = false;
-    for (const ch of [s.consumeCh, s.replyCh]) {
-      await withTimeout(ch.close(), this.opTimeoutMs, 'channel close').catch(() => undefined);
-    }
   }
 
   private ensureSession(model: ChannelModel): Promise<void> {
@@ -195,37 +156,18 @@ export class RpcServer {
   }
 
   private async openSession(model: ChannelModel): Promise<void> {
-    const t = this.opTimeoutMs;
-    const consumeCh = await withTimeout(model.createChannel(), t, 'channel open');
-    let replyCh: ConfirmChannel;
-    try {
-      replyCh = await withTimeout(model.createConfirmChannel(), t, 'channel open');
-    } catch (err) {
-      await consumeCh.close().catch(() => undefined);
-      throw err;
-    }
-    const s: Session = { consumeCh, replyCh, consumerTags: [], alive: true };
-    for (const ch of [consumeCh, replyCh]) {
-      ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'RPC server channel error'));
-      ch.on('close', () => this.onSessionLost(s));
-    }
-    replyCh.on('return', (m: Message) =>
-      this.log.warn({ replyQ: m.fields.routingKey }, 'reply queue not found (destination not found); reply dropped'),
-    );
-    try {
-      await withTimeout(declareServerTopology(consumeCh, this.topology, this.opts.topic, this.opts.server), t, 'declaring RPC topology');
-      if (this.opts.prefetch > 0) await withTimeout(consumeCh.prefetch(this.opts.prefetch), t, 'basic.qos');
-      for (const q of [this.topology.topicQueue.name, this.topology.serverQueue.name, this.topology.fanoutQueue.name]) {
-        const ok = await withTimeout(consumeCh.consume(q, (m) => this.onDelivery(s, m), { noAck: false }), t, 'basic.consume');
-        s.consumerTags.push(ok.consumerTag);
-      }
-    } catch (err) {
-      s.alive = false;
-      await this.closeSession(s);
-      throw err;
-    }
+    const s = await openSession(model, {
+      topology: this.topology,
+      topic: this.opts.topic,
+      server: this.opts.server,
+      prefetch: this.opts.prefetch,
+      opTimeoutMs: this.opTimeoutMs,
+      log: this.log,
+      onDelivery: (session, msg) => this.onDelivery(session, msg),
+      onLost: (session) => this.onSessionLost(session),
+    });
     if (this.stopping) {
-      await this.closeSession(s);
+      await closeSession(s, this.opTimeoutMs);
       return;
     }
     this.session = s;
@@ -264,33 +206,8 @@ export class RpcServer {
       return;
     }
     const d: Delivery = { session: s, msg, settled: false, t0: performance.now(), method: null, kind: 'unknown' };
-    let inner: Record<string, unknown>;
-    try {
-      inner = decodeEnvelope(msg.content, { maxBytes: this.maxBodyBytes });
-    } catch (err) {
-      const to = sniffReplyTarget(msg.content);
-      this.log.warn({ err: String(err), bytes: msg.content.length, routingKey: msg.fields.routingKey, msgId: to?.msgId }, 'undecodable RPC message');
-      if (to) {
-        d.kind = 'call';
-        this.publishReply(d, to, replyFragment(null, serializeFailure(new MalformedMessage(err instanceof Error ? err.message : 'undecodable body'))));
-      } else {
-        this.settle(d, 'ack');
-      }
-      this.metric(d, 'malformed');
-      return;
-    }
-    const replyTo = replyTargetOf(inner);
-    if (replyTo) d.kind = 'call';
-    let req: IncomingRequest;
-    try {
-      req = parseRequest(inner);
-    } catch (err) {
-      this.log.warn({ err: String(err), msgId: replyTo?.msgId }, replyTo ? 'malformed RPC call; replying with a failure' : 'dropping malformed RPC cast');
-      if (replyTo) this.publishReply(d, replyTo, replyFragment(null, serializeFailure(err)));
-      else this.settle(d, 'ack');
-      this.metric(d, 'malformed');
-      return;
-    }
+    const req = this.parse(d);
+    if (req === null) return;
     d.method = req.method;
     d.kind = req.reply ? 'call' : 'cast';
     if (this.stopping) {
@@ -308,6 +225,42 @@ export class RpcServer {
       this.complete(d, req, null, err);
       return;
     }
+    this.dispatch(d, req, endpoint);
+  }
+
+  /** The request in a delivery; null when it is malformed (then already answered with a failure or dropped). */
+  private parse(d: Delivery): IncomingRequest | null {
+    const msg = d.msg;
+    let inner: Record<string, unknown>;
+    try {
+      inner = decodeEnvelope(msg.content, { maxBytes: this.maxBodyBytes });
+    } catch (err) {
+      const to = sniffReplyTarget(msg.content);
+      this.log.warn({ err: String(err), bytes: msg.content.length, routingKey: msg.fields.routingKey, msgId: to?.msgId }, 'undecodable RPC message');
+      if (to) {
+        d.kind = 'call';
+        this.publishReply(d, to, replyFragment(null, serializeFailure(new MalformedMessage(err instanceof Error ? err.message : 'undecodable body'))));
+      } else {
+        this.settle(d, 'ack');
+      }
+      this.metric(d, 'malformed');
+      return null;
+    }
+    const replyTo = replyTargetOf(inner);
+    if (replyTo) d.kind = 'call';
+    try {
+      return parseRequest(inner);
+    } catch (err) {
+      this.log.warn({ err: String(err), msgId: replyTo?.msgId }, replyTo ? 'malformed RPC call; replying with a failure' : 'dropping malformed RPC cast');
+      if (replyTo) this.publishReply(d, replyTo, replyFragment(null, serializeFailure(err)));
+      else this.settle(d, 'ack');
+      this.metric(d, 'malformed');
+      return null;
+    }
+  }
+
+  /** Runs the handler in its ordering key's turn, within the concurrency bound. */
+  private dispatch(d: Delivery, req: IncomingRequest, endpoint: RpcEndpoint): void {
     const key = this.opts.dispatcher.orderingKey(endpoint, req.method, req.args);
     this.inflight++;
     void this.scheduler
@@ -374,42 +327,11 @@ export class RpcServer {
   }
 
   private publishReply(d: Delivery, to: ReplyTarget, fragment: string): void {
-    // Reply on the session the call came in on: it is live from its first delivery on (this.session is
-    // set only once every consumer is registered, and a fast handler can finish before that), and its
-    // ack must go to the same channel anyway.
-    const s = d.session;
-    if (!s.alive) {
-      // Its channels closed: the broker requeues the call; its redelivery finds the cached reply.
-      this.log.warn({ msgId: to.msgId }, 'no AMQP channel for the reply; the call will be redelivered');
-      return;
-    }
-    const body = encodeEnvelopeText(replyMessageText(fragment, to.msgId));
-    try {
-      s.replyCh.publish('', to.replyQ, body, REPLY_PROPS, (err: unknown) => {
-        if (err) {
-          this.log.warn({ err: String(err), msgId: to.msgId }, 'broker did not confirm the reply; requeueing the call');
-          this.settle(d, 'requeue');
-        } else {
-          this.settle(d, 'ack');
-        }
-      });
-    } catch (err) {
-      this.log.warn({ err: String(err), msgId: to.msgId }, 'reply publish failed; requeueing the call');
-      this.settle(d, 'requeue');
-    }
+    publishReply(d, to, fragment, this.log);
   }
 
-  /** Ack or requeue exactly once, on the channel the message came from (a second ack would close the channel). */
   private settle(d: Delivery, how: 'ack' | 'requeue'): void {
-    if (d.settled) return;
-    d.settled = true;
-    if (!d.session.alive) return; // the broker requeues it with the closed channel
-    try {
-      if (how === 'ack') d.session.consumeCh.ack(d.msg);
-      else d.session.consumeCh.nack(d.msg, false, true);
-    } catch (err) {
-      this.log.debug({ err: String(err) }, 'settling a delivery failed');
-    }
+    settle(d, how, this.log);
   }
 
   private metric(d: Delivery, outcome: RpcOutcome): void {
