@@ -56,7 +56,17 @@ export async function buildApiApp(opts: ApiAppOptions): Promise<FastifyInstance>
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   app.decorateRequest('nova', null as unknown as NovaRequestState);
 
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', onRequest(opts));
+  registerHooks(app, opts, log);
+  registerLookupRoutes(app, opts);
+  registerServerRoutes(app, { compute: opts.compute, monitorPassthrough: opts.monitorPassthrough, logger: log });
+  await app.ready();
+  return app;
+}
+
+/** Every request: ids, the zone, and for the API zone the body bound, authentication and the microversion. */
+function onRequest(opts: ApiAppOptions) {
+  return async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
     const path = req.url.split('?')[0] ?? '/';
     const inbound = req.headers['x-openstack-request-id'];
     const global = typeof inbound === 'string' && GLOBAL_REQUEST_ID.test(inbound) ? inbound : null;
@@ -103,8 +113,11 @@ export async function buildApiApp(opts: ApiAppOptions): Promise<FastifyInstance>
       }
     }
     return undefined;
-  });
+  };
+}
 
+/** Content type, version headers, metrics, errors and the 404 page, as Nova's WSGI stack answers them. */
+function registerHooks(app: FastifyInstance, opts: ApiAppOptions, log: Logger): void {
   // Nova's Resource: a body must be JSON (or carry no content type at all).
   app.addHook('preHandler', async (req, reply) => {
     if (req.nova.zone !== 'api' || req.method !== 'POST') return undefined;
@@ -144,7 +157,10 @@ export async function buildApiApp(opts: ApiAppOptions): Promise<FastifyInstance>
     const page = webobErrorPage(404, 'The resource could not be found.', req.headers.accept);
     return reply.code(404).type(page.contentType).send(page.body);
   });
+}
 
+/** Versions, operations, and the image and flavor lookups clients make on the way. */
+function registerLookupRoutes(app: FastifyInstance, opts: ApiAppOptions): void {
   // --- versions ---------------------------------------------------------------------------------
   app.get('/', async (req, reply) => sendJson(reply, 200, versionsIndex(baseUrl(req))));
   app.get('/v2.1', async (req, reply) => sendJson(reply, 200, versionShow(baseUrl(req))));
@@ -175,10 +191,6 @@ export async function buildApiApp(opts: ApiAppOptions): Promise<FastifyInstance>
       ? sendJson(reply, 200, { flavor: flavorDetail(baseUrl(req), versionOf(req)) })
       : sendFault(reply, notFound(`Flavor ${req.params.id} could not be found.`)),
   );
-
-  registerServerRoutes(app, { compute: opts.compute, monitorPassthrough: opts.monitorPassthrough, logger: log });
-  await app.ready();
-  return app;
 }
 
 function sendTooLarge(reply: FastifyReply, req: FastifyRequest, max: number): FastifyReply {

@@ -55,14 +55,11 @@ function print(value: unknown): void {
   process.stdout.write(typeof value === 'string' ? (value.endsWith('\n') ? value : `${value}\n`) : `${JSON.stringify(value, null, 2)}\n`);
 }
 
-export function buildManageProgram(services: () => ManageServices): Command {
-  const program = new Command('novamon-manage')
-    .description('Manage novamon: database, instances, monitor commands, RPC calls')
-    .option('--config-file <path>', 'configuration file (repeatable; later files win)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .showHelpAfterError()
-    .exitOverride();
+type Runner = (fn: (s: ManageServices) => Promise<unknown>) => () => Promise<void>;
 
-  const run = (fn: (s: ManageServices) => Promise<unknown>) => async () => {
+/** A command's action: services built on first use, the result printed, everything closed afterwards. */
+function runner(services: () => ManageServices): Runner {
+  return (fn) => async () => {
     const s = services();
     try {
       const out = await fn(s);
@@ -71,7 +68,9 @@ export function buildManageProgram(services: () => ManageServices): Command {
       await s.close();
     }
   };
+}
 
+function addDatabaseAndInstanceCommands(program: Command, run: Runner): void {
   const db = program.command('db').description('database schema');
   db.command('sync').description('create or upgrade the schema').action(run((s) => s.dbSync()));
   db.command('version').description('print the schema version').action(run((s) => s.dbVersion()));
@@ -94,9 +93,10 @@ export function buildManageProgram(services: () => ManageServices): Command {
     .action((ref: string, opts: { project: string; user: string; displayName?: string }) =>
       run((s) => s.adoptInstance(ref, { projectId: opts.project, userId: opts.user, displayName: opts.displayName }))(),
     );
-
   instance.addCommand(screenshotCommand(run));
+}
 
+function addMonitorCommand(program: Command, run: Runner): void {
   program
     .command('monitor-command <instance> <command>')
     .description('run a QMP command (JSON) or, with --hmp, an HMP command line on a guest\'s monitor, like virsh qemu-monitor-command')
@@ -121,7 +121,9 @@ export function buildManageProgram(services: () => ManageServices): Command {
         return s.monitorCommandDirect(name, command);
       })(),
     );
+}
 
+function addRpcCommand(program: Command, run: Runner): void {
   const rpc = program.command('rpc').description('compute RPC, in oslo.messaging\'s wire format');
   rpc
     .command('call <method>')
@@ -153,6 +155,19 @@ export function buildManageProgram(services: () => ManageServices): Command {
           }),
         )(),
     );
+}
+
+export function buildManageProgram(services: () => ManageServices): Command {
+  const program = new Command('novamon-manage')
+    .description('Manage novamon: database, instances, monitor commands, RPC calls')
+    .option('--config-file <path>', 'configuration file (repeatable; later files win)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .showHelpAfterError()
+    .exitOverride();
+
+  const run = runner(services);
+  addDatabaseAndInstanceCommands(program, run);
+  addMonitorCommand(program, run);
+  addRpcCommand(program, run);
 
   program
     .command('config-sample')
