@@ -3,6 +3,7 @@
 // off, start or relaunch), and the record of its command line that lets a stopped guest be started again.
 
 import { lstat, readFile, unlink } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { InstanceNotFound, InstanceNotRunning, InternalError } from '../../exception.js';
@@ -13,6 +14,8 @@ import type { PowerOffOptions, RebootType } from '../driver.js';
 import { pathInside } from '../instance-name.js';
 import { PowerState, powerStateFromQemuStatus } from '../power-state.js';
 import { GuestOffline, mapMonitorError } from './errors.js';
+import { capConsoleLogs } from '../console-history.js';
+import { consoleLogFilesFromCmdline } from './console.js';
 import { loadRecord, relaunch, saveRecord, type GuestRecord } from './launcher.js';
 import type { GuestModel } from './model.js';
 import { findPidServing, isAlive, readCmdline, readCwd, verifyPid } from './proc.js';
@@ -330,6 +333,8 @@ export class QemuGuest {
     if (await this.socketExists()) await unlink(this.socketPath).catch(() => undefined);
     await this.ctx.monitors.drop(this.socketPath).catch(() => undefined);
     const timeoutMs = Math.max(60_000, this.ctx.commandTimeoutMs * 3);
+    // The relaunched QEMU appends to its console log: earlier boots stay, cut to a cap first.
+    await capConsoleLogs(consoleLogFilesFromCmdline(record.argv).map((f) => path.resolve(record.cwd, f)), this.log);
     this.log.info('relaunching QEMU from its recorded command line');
     await relaunch(record, this.pidfilePath, timeoutMs);
     await saveRecord(this.ctx.stateDir, { ...record, poweredOff: false });
