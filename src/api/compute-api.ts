@@ -6,17 +6,18 @@ import type { RequestContext } from '../context.js';
 import type { InstanceActionRepository } from '../db/instance-action-repository.js';
 import type { InstanceFaultRepository } from '../db/instance-fault-repository.js';
 import type { InstanceRepository, InstanceRow } from '../db/instance-repository.js';
+import { DEFAULT_SEARCH_TIMEOUT_MS, MarkerNotFound, SearchTimeout, type InstanceSearch } from '../db/instance-search.js';
 import { TaskState, VmState } from '../compute/states.js';
 import type { Logger } from '../logging.js';
 import type { RpcTarget } from '../rpc/client.js';
 import { instancePrimitive } from '../rpc/objects/instance.js';
-import { conflict, faultFromError, invalidStateConflict, notFound, pyStr } from './faults.js';
+import { badRequest, conflict, faultFromError, invalidStateConflict, notFound, pyStr } from './faults.js';
 
 export const ComputeApiId = Symbol.for('novamon.ComputeApi');
 
 /** The repository calls the API makes (the knex repositories satisfy this). */
 export interface ApiStores {
-  instances: Pick<InstanceRepository, 'list' | 'getByUuid' | 'updateStates'>;
+  instances: Pick<InstanceRepository, 'search' | 'getByUuid' | 'updateStates'>;
   actions: Pick<InstanceActionRepository, 'start' | 'listForInstance' | 'getByRequestId'>;
   faults?: Pick<InstanceFaultRepository, 'listForInstance'>;
 }
@@ -32,6 +33,8 @@ export interface ComputeApiSettings {
   rpcTimeoutSeconds: number;
   /** Compute RPC API version sent (Zed: 6.0). */
   rpcVersion?: string;
+  /** Statement timeout of a server list query, ms (default 5 s). */
+  listTimeoutMs?: number;
 }
 
 /** The request context the API works under (noauth2 or Keystone identity, plus the request ids). */
@@ -58,6 +61,9 @@ export interface ServerListFilter {
   host?: string;
   changesSince?: Date;
   changesBefore?: Date;
+  /** Page size and the uuid the page starts after (Nova's limit and marker). */
+  limit?: number;
+  marker?: string;
 }
 
 type PowerOp = 'stop' | 'start' | 'pause' | 'unpause' | 'reboot';
@@ -114,29 +120,32 @@ export class ComputeApi {
     return row;
   }
 
+  /**
+   * One page of the server list, newest first (Nova's default sort: created_at desc, id desc). The
+   * database filters, sorts and pages; the name pattern runs there under a statement timeout.
+   */
   async list(ctx: ApiContext, f: ServerListFilter): Promise<InstanceRow[]> {
     const projectId = f.allTenants ? f.projectId : (ctx.projectId ?? undefined);
-    let rows = await this.stores.instances.list(projectId === undefined ? {} : { projectId });
-    if (!f.allTenants && ctx.projectId === null) rows = rows.filter((r) => r.userId === ctx.userId);
-    if (f.name !== undefined) {
-      const re = safeRegex(f.name);
-      rows = rows.filter((r) => re.test(r.displayName ?? r.name));
+    const search: InstanceSearch = { timeoutMs: this.settings.listTimeoutMs ?? DEFAULT_SEARCH_TIMEOUT_MS };
+    if (projectId !== undefined) search.projectId = projectId;
+    if (!f.allTenants && ctx.projectId === null && ctx.userId !== null) search.userId = ctx.userId;
+    if (f.name !== undefined) search.nameRegex = f.name;
+    if (f.vmStates !== undefined) search.vmStates = f.vmStates;
+    if (f.host !== undefined) search.host = f.host;
+    if (f.changesSince) search.changesSince = f.changesSince;
+    if (f.changesBefore) search.changesBefore = f.changesBefore;
+    if (f.marker !== undefined) search.marker = f.marker;
+    if (f.limit !== undefined) search.limit = f.limit;
+    try {
+      return await this.stores.instances.search(search);
+    } catch (err) {
+      if (err instanceof MarkerNotFound) throw badRequest(err.message);
+      if (err instanceof SearchTimeout) {
+        this.log.warn({ project_id: ctx.projectId, name: f.name?.slice(0, 200), timeoutMs: err.timeoutMs }, 'server list cancelled at its statement timeout');
+        throw badRequest(`Invalid input for query parameters name: the filter could not be evaluated within ${err.timeoutMs / 1000} s`);
+      }
+      throw err;
     }
-    if (f.vmStates !== undefined) {
-      const allowed = new Set(f.vmStates);
-      rows = rows.filter((r) => r.vmState !== null && allowed.has(r.vmState));
-    }
-    if (f.host !== undefined) rows = rows.filter((r) => r.host === f.host);
-    if (f.changesSince) {
-      const t = f.changesSince.getTime();
-      rows = rows.filter((r) => (r.updatedAt ?? r.createdAt).getTime() >= t);
-    }
-    if (f.changesBefore) {
-      const t = f.changesBefore.getTime();
-      rows = rows.filter((r) => (r.updatedAt ?? r.createdAt).getTime() <= t);
-    }
-    // Nova's default sort: created_at desc, then id desc.
-    return rows.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id - a.id);
   }
 
   /** Newest first. */
@@ -308,11 +317,3 @@ export class ComputeApi {
   }
 }
 
-/** The `name` filter: an unanchored regular expression; one that does not compile matches literally. */
-export function safeRegex(pattern: string): RegExp {
-  try {
-    return new RegExp(pattern);
-  } catch {
-    return new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  }
-}

@@ -4,11 +4,10 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiContext, ComputeApi, ServerListFilter } from './compute-api.js';
-import { badRequest } from './faults.js';
 import { contextOf, sendJson } from './http.js';
 import { isSupported } from './microversion.js';
 import { authorize, can } from './policy.js';
-import { isAllTenants, lastValue, paginate, parseTime, viewContext, type Query } from './server-query.js';
+import { isAllTenants, lastValue, parseLimit, parseTime, viewContext, type Query } from './server-query.js';
 import { serverDetail, serverSummary, vmStatesForStatus, type ViewContext } from './views.js';
 
 /** The list filter the query asks for, within what the caller's policy allows. */
@@ -50,9 +49,12 @@ function listHandler(compute: ComputeApi, detail: boolean) {
     const q = req.query;
     const vc = viewContext(req);
     const filter = listFilter(ctx, q, vc, detail);
-    let rows = await compute.list(ctx, filter);
-    if (selectsNothing(q, vc)) rows = [];
-    const { page, limit } = paginate(rows, q, (r) => r.uuid, (m) => badRequest(`marker [${m}] not found`));
+    const limit = parseLimit(q);
+    if (limit !== undefined) filter.limit = limit;
+    const marker = lastValue(q, 'marker');
+    if (marker !== undefined) filter.marker = marker;
+    // The database filters, sorts and pages (a marker outside the filtered rows: 400 marker not found).
+    const page = selectsNothing(q, vc) ? [] : await compute.list(ctx, filter);
     const faults = new Map<string, Awaited<ReturnType<ComputeApi['latestFault']>>>();
     if (detail) {
       for (const r of page) if (r.vmState === 'error') faults.set(r.uuid, await compute.latestFault(r.uuid));

@@ -62,7 +62,7 @@ export function parseTime(q: Query, key: string): Date | undefined {
   return new Date(t);
 }
 
-function parseLimit(q: Query): number | undefined {
+export function parseLimit(q: Query): number | undefined {
   const v = lastValue(q, 'limit');
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) throw badRequest('limit param must be an integer');

@@ -3,6 +3,7 @@
 // snake_case (Nova's column names) in the database.
 
 import { InstanceConflict, isUniqueViolation } from './errors.js';
+import { searchInstances, type InstanceSearch } from './instance-search.js';
 import { type Database } from './knex.js';
 import { dateCol, intCol, optDateCol, optIntCol, optStrCol, strCol, toColumns, type DbRow } from './rows.js';
 
@@ -83,6 +84,8 @@ export interface InstanceRepository {
   getByUuid(uuid: string, opts?: { includeDeleted?: boolean }): Promise<InstanceRow | null>;
   getByName(name: string, opts?: { includeDeleted?: boolean }): Promise<InstanceRow | null>;
   list(filter?: InstanceListFilter): Promise<InstanceRow[]>;
+  /** One page of the server list, filtered, sorted and paged by the database (see instance-search.ts). */
+  search(s: InstanceSearch): Promise<InstanceRow[]>;
   /**
    * Inserts a guest found on the hypervisor, or refreshes its row. On update the hypervisor's facts
    * (id, name, host, node, power_state) win; Nova's (vm_state, project, user, display name) are only
@@ -148,6 +151,10 @@ export class KnexInstanceRepository implements InstanceRepository {
     if (filter.projectId !== undefined) q.andWhere({ project_id: filter.projectId });
     if (filter.name !== undefined) q.andWhere('name', '~', filter.name);
     return ((await q) as DbRow[]).map(instanceFromRow);
+  }
+
+  search(s: InstanceSearch): Promise<InstanceRow[]> {
+    return searchInstances(this.db, s);
   }
 
   async upsertDiscovered(input: DiscoveredInstanceInput): Promise<InstanceRow> {

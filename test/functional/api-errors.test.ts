@@ -147,6 +147,38 @@ describe('policy and scoping', () => {
     expect((list.json['servers'] as unknown as { id: string }[]).map((s) => s.id)).toEqual([stoppedOnGoneHost]);
   });
 
+  test('a backtracking name pattern is evaluated by the database: the API answers at once and keeps serving', async () => {
+    const uuid = randomUUID();
+    await stack.repo.upsertDiscovered({ node: 'n', powerState: 1, vmState: 'active', userId: 'u1', projectId: 'p-redos', uuid, name: 'instance-00000f05', id: 0xf05, host: 'gone-host', displayName: 'a'.repeat(28) });
+    try {
+      const t0 = performance.now();
+      // In a JavaScript RegExp this one test took 25 s of event loop against a 28-character name.
+      const [list, version] = await Promise.all([req('GET', '/v2.1/servers?name=(a|a)*z&all_tenants=1'), req('GET', '/')]);
+      expect(list.status).toBe(200);
+      expect(list.json['servers']).toEqual([]);
+      expect(version.status).toBe(200);
+      expect(performance.now() - t0).toBeLessThan(3000);
+      const match = await req('GET', '/v2.1/servers?name=^(a|a)*$&all_tenants=1');
+      expect((match.json['servers'] as unknown as { id: string }[]).map((s) => s.id)).toEqual([uuid]);
+    } finally {
+      await stack.repo.softDelete(uuid);
+    }
+  });
+
+  test('limit and marker page the filtered list; an unknown marker is 400', async () => {
+    const first = await req('GET', '/v2.1/servers?all_tenants=1&limit=2');
+    const page1 = first.json['servers'] as unknown as { id: string }[];
+    expect(page1).toHaveLength(2);
+    const next = (first.json['servers_links'] as unknown as { href: string }[])[0]!.href;
+    const second = await req('GET', new URL(next).pathname + new URL(next).search);
+    const page2 = second.json['servers'] as unknown as { id: string }[];
+    expect(page2.map((s) => s.id)).not.toContain(page1[0]!.id);
+    expect(new Set([...page1, ...page2].map((s) => s.id)).size).toBe(4);
+    const bad = await req('GET', `/v2.1/servers?all_tenants=1&marker=${randomUUID()}`);
+    expect(bad.status).toBe(400);
+    expect(bad.json['badRequest']?.['message']).toMatch(/^marker \[[0-9a-f-]{36}\] not found$/);
+  });
+
   test('diagnostics, all_tenants and the monitor passthrough are admin only', async () => {
     const d = await req('GET', `/v2.1/servers/${onGoneHost}/diagnostics`, { token: 'u1:p1' });
     expect(d.json).toEqual({ forbidden: { code: 403, message: "Policy doesn't allow os_compute_api:os-server-diagnostics to be performed." } });

@@ -1,7 +1,8 @@
 // In-memory stand-ins for the API's collaborators (repositories, RPC client) for inject() tests.
 
 import type { InstanceActionRow, InstanceActionWithEvents, ActionStart } from '../../../src/db/instance-action-repository.js';
-import type { InstanceListFilter, InstanceRow, StateUpdate, StateUpdateGuard } from '../../../src/db/instance-repository.js';
+import type { InstanceRow, StateUpdate, StateUpdateGuard } from '../../../src/db/instance-repository.js';
+import { MarkerNotFound, type InstanceSearch } from '../../../src/db/instance-search.js';
 import type { ApiStores, ComputeRpc } from '../../../src/api/compute-api.js';
 import type { RpcTarget } from '../../../src/rpc/client.js';
 import type { RequestContext } from '../../../src/context.js';
@@ -34,7 +35,26 @@ export class MemoryStores implements ApiStores {
   actionRows: InstanceActionWithEvents[] = [];
 
   instances = {
-    list: async (f: InstanceListFilter = {}) => [...this.rows.values()].filter((r) => f.projectId === undefined || r.projectId === f.projectId),
+    /** The real search runs in PostgreSQL (tested in test/functional); here the name matches as a substring. */
+    search: async (s: InstanceSearch) => {
+      const time = (r: InstanceRow) => (r.updatedAt ?? r.createdAt).getTime();
+      const rows = [...this.rows.values()]
+        .filter((r) => r.deleted === 0)
+        .filter((r) => s.projectId === undefined || r.projectId === s.projectId)
+        .filter((r) => s.userId === undefined || r.userId === s.userId)
+        .filter((r) => s.host === undefined || r.host === s.host)
+        .filter((r) => s.vmStates === undefined || (r.vmState !== null && s.vmStates.includes(r.vmState)))
+        .filter((r) => s.nameRegex === undefined || (r.displayName ?? r.name).includes(s.nameRegex))
+        .filter((r) => !s.changesSince || time(r) >= s.changesSince.getTime())
+        .filter((r) => !s.changesBefore || time(r) <= s.changesBefore.getTime())
+        .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || b.id - a.id);
+      let start = 0;
+      if (s.marker !== undefined) {
+        start = rows.findIndex((r) => r.uuid === s.marker) + 1;
+        if (start === 0) throw new MarkerNotFound(s.marker);
+      }
+      return rows.slice(start, s.limit === undefined ? undefined : start + s.limit);
+    },
     getByUuid: async (uuid: string) => this.rows.get(uuid) ?? null,
     updateStates: async (uuid: string, s: StateUpdate, g: StateUpdateGuard = {}) => {
       const row = this.rows.get(uuid);
