@@ -26,6 +26,10 @@ export interface ComputeSettingsShape {
   defaultInstanceProject: string;
   defaultInstanceUser: string;
   monitorAllowedCommands: string[];
+  /** Where passthrough commands may write files (instances_path); unset: nowhere. */
+  instancesPath?: string;
+  /** URI schemes the passthrough's migrate may use. */
+  monitorMigrateUriSchemes?: string[];
 }
 
 /** An instances row as the compute layer reads it. */

@@ -74,7 +74,14 @@ export const options = {
       'query-memory-size-summary', 'query-rx-filter', 'query-commands', 'human-monitor-command',
       'info status', 'info vnc', 'info block', 'info blockstats', 'info balloon', 'info cpus', 'info network',
       'info chardev', 'info version', 'info name', 'info uuid', 'info kvm', 'info mtree', 'info registers'],
-    'QMP commands (by name) and HMP commands (by their first words) that monitor_command may run.'),
+    'QMP commands (by name) and HMP commands (by their first words; hmp:NAME for a one-word HMP command) that monitor_command may run. ' +
+      'A built-in deny list (quit, device_add, netdev_add, chardev-add, object-add, getfd, add-fd, qom-set, ' +
+      'blockdev-*, snapshots, logfile, gdbserver, ...: see docs/security.md) wins over this list; screendump, ' +
+      'dump-guest-memory, pmemsave and memsave accept only absolute paths under instances_path, migrate only ' +
+      'URIs of passthrough_migrate_uri_schemes.'),
+    passthrough_migrate_uri_schemes: opt(list, ['tcp'],
+      'URI schemes a passthrough migrate may use when migrate is allowed (unix: and file: paths must be under ' +
+      'instances_path; exec: and fd: are never accepted).'),
   },
   oslo_messaging_rabbit: {
     amqp_durable_queues: opt(bool, false, 'Declare durable queues and exchanges (oslo\'s option).'),

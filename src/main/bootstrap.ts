@@ -60,6 +60,8 @@ export function computeSettings(config: Config): ComputeSettingsShape {
     defaultInstanceProject: config.DEFAULT.default_instance_project,
     defaultInstanceUser: config.DEFAULT.default_instance_user,
     monitorAllowedCommands: config.monitor.passthrough_allowed_commands,
+    instancesPath: config.DEFAULT.instances_path,
+    monitorMigrateUriSchemes: config.monitor.passthrough_migrate_uri_schemes,
   };
 }
 

@@ -5,6 +5,7 @@ import 'reflect-metadata';
 import { Container } from 'inversify';
 import { ComputeManager } from '../compute/manager.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
+import { MonitorPolicy } from '../compute/monitor-policy.js';
 import { ComputeStores } from '../compute/tokens.js';
 import type { ComputeStoresWithClose } from './compute-stores.js';
 import { ComputeDriver, type ComputeDriver as ComputeDriverType } from '../virt/driver.js';
@@ -34,6 +35,8 @@ async function main(argv: string[]): Promise<void> {
   const sync = container.get(PowerStateSync);
   const driver = container.get<ComputeDriverType>(ComputeDriver);
   const forensics = container.get(ComputeForensics);
+  const overridden = container.get(MonitorPolicy).overridden;
+  if (overridden.length > 0) log.warn({ overridden }, '[monitor] passthrough_allowed_commands lists commands the built-in deny list refuses; they stay refused');
 
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
