@@ -73,6 +73,7 @@ const METHOD_PARAMS: Readonly<Record<string, readonly string[]>> = {
   unpause_instance: ['instance'],
   reboot_instance: ['instance', 'block_device_info', 'reboot_type'],
   get_host_uptime: [],
+  set_host_enabled: ['enabled'],
   monitor_command: ['instance', 'command', 'hmp'],
   trigger_crash_dump: ['instance'],
 };
