@@ -72,7 +72,8 @@ export class RpcServer {
   private drained: Array<() => void> = [];
   private readonly onConnected = (model: ChannelModel): void => {
     if (!this.started || this.stopping) return;
-    this.ensureSession(model).catch((err: unknown) => {
+    // Logged on every reconnect too: how an operator (and the cluster test) sees consumption resume.
+    this.ensureSession(model).then(() => this.log.info({ queues: this.queues }, 'RPC server consuming'), (err: unknown) => {
       this.log.error({ err: String(err) }, 'RPC server could not re-declare its queues; retrying');
       this.scheduleReopen();
     });

@@ -202,9 +202,11 @@ export class Caller {
     readonly exchange: string,
     readonly host: string,
     timeoutMs = 10_000,
+    /** The exchange's flags, as the service declares them (e.g. durable under rabbit_quorum_queue). */
+    flags: { durableQueues?: boolean; quorumQueues?: boolean } = {},
   ) {
     this.conn = new AmqpConnectionManager({ transportUrl: url, logger: silentLogger(), connectionName: uniqueName('resilience_caller'), retryIntervalMs: 200, retryBackoffMs: 200, intervalMaxMs: 1000, heartbeatSeconds: 10 });
-    this.client = new RpcClient({ connection: this.conn, exchange, timeoutMs, logger: silentLogger(), transientQueueTtlMs: 600_000 });
+    this.client = new RpcClient({ connection: this.conn, exchange, timeoutMs, logger: silentLogger(), transientQueueTtlMs: 600_000, ...flags });
   }
 
   call(method: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number; admin?: boolean; requestId?: string } = {}): Promise<unknown> {
