@@ -51,6 +51,7 @@ export const options = {
     executor_thread_pool_size: opt(int(1, 4096), 64, 'RPC messages handled concurrently by one server (bounded prefetch).'),
     debug: opt(bool, false, 'Log at debug level.'),
     log_format: opt(z.enum(['pretty', 'json']), 'json', 'Log as JSON lines, or pretty-printed for a terminal.'),
+    event_loop_warning_ms: opt(int(0, 60000), 200, 'Log a warning when the event loop is held this many ms (with the CPU time used); 0 = never.'),
     default_instance_project: opt(str, '', 'Project that owns guests discovered on the host; empty = no owner until adopted.'),
     default_instance_user: opt(str, '', 'User that owns guests discovered on the host; empty = no owner until adopted.'),
     osapi_compute_listen: opt(str, '127.0.0.1', 'Address novamon-api listens on.'),

@@ -14,7 +14,7 @@ import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js'
 import { KnexInstanceRepository } from '../db/instance-repository.js';
 import type { Logger } from '../logging.js';
 import { Metrics } from '../metrics.js';
-import { loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
+import { loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { healthProblems } from './ops-listener.js';
 import { amqpConnection, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
 
@@ -51,6 +51,7 @@ async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-api', 'Serve Nova\'s compute REST API v2.1 for novamon (and nova-compute) hosts', argv);
   const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-api');
+  watchEventLoop(config, logger);
   const log = logger.child({ component: 'main' });
   if (config.database.connection === '') {
     log.warn('[database] connection is empty: the embedded database is this process\'s own, so novamon-api sees no compute host\'s instances; use PostgreSQL');

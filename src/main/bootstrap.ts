@@ -1,6 +1,7 @@
 // Shared start-up for the binaries: command-line config files, the validated configuration, the
 // logger, and the container bindings every service needs (database, driver, compute layer).
 
+import { EventLoopProbe } from '../event-loop-probe.js';
 import 'reflect-metadata';
 import path from 'node:path';
 import type { Container } from 'inversify';
@@ -41,6 +42,12 @@ export function loadServiceConfig(files: readonly string[], env: NodeJS.ProcessE
 
 export function serviceLogger(config: Config, name: string, fd?: number): Logger {
   return createLogger({ debug: config.DEFAULT.debug, format: config.DEFAULT.log_format, name, ...(fd === undefined ? {} : { fd }) });
+}
+
+/** Every service watches its own event loop (event_loop_warning_ms); the probe's timer never keeps it alive. */
+export function watchEventLoop(config: Config, logger: Logger): EventLoopProbe | null {
+  const ms = config.DEFAULT.event_loop_warning_ms;
+  return ms > 0 ? new EventLoopProbe(logger, ms).start() : null;
 }
 
 export function computeSettings(config: Config): ComputeSettingsShape {

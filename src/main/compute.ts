@@ -14,7 +14,7 @@ import { RpcServer } from '../rpc/server.js';
 import { computeEndpoints } from '../rpc/endpoints/compute.js';
 import { NovamonEndpoint } from '../rpc/endpoints/novamon.js';
 import { ComputeForensics } from '../compute/forensics.js';
-import { bindCompute, loadServiceConfig, openDatabase, serviceLogger } from './bootstrap.js';
+import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
 import { cloudMember } from './conductor.js';
@@ -23,6 +23,7 @@ async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-compute', 'Serve Nova\'s compute RPC API from the QEMU monitor', argv);
   const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-compute');
+  watchEventLoop(config, logger);
   const log = logger.child({ component: 'main' });
 
   const db = await openDatabase(config, logger);
