@@ -200,52 +200,98 @@ export interface MonitorStats {
   errors: number;
 }
 
+/**
+ * Every per-guest method below, whatever else it says, raises:
+ * - InvalidInstanceName when `instance.name` does not fit instance_name_template (before any I/O);
+ * - InstanceNotFound when no such guest exists on this host (neither running nor startable);
+ * - HypervisorUnavailable when the hypervisor cannot be reached (libvirtd down, monitor socket not ours);
+ * - MonitorTimeout when the hypervisor does not answer within [monitor] command_timeout (a frozen QEMU).
+ * Methods that answer from state the driver keeps (get_info, consoles, console output) may answer a
+ * frozen guest instead of timing out, as libvirt answers domain state without asking QEMU.
+ */
 export interface ComputeDriver {
   /** Which driver this is (qemu, libvirt, fake); shown in logs and diagnostics. */
   readonly type: string;
 
-  /** Nova's init_host: connect to the hypervisor and start delivering lifecycle events. */
+  /**
+   * Nova's init_host: connect to the hypervisor, find the guests already running and start delivering
+   * their lifecycle events. Raises HypervisorUnavailable when the hypervisor cannot be reached.
+   */
   initHost(host: string): Promise<void>;
 
-  /** Nova's list_instances plus uuid and power state: every guest this driver can see on the host. */
+  /**
+   * Nova's list_instances, with each guest's own uuid (null when it has none) and power state: every guest
+   * this driver can see on the host, including powered-off guests it can start again. A guest that
+   * exists but does not answer is listed as SHUTDOWN rather than hidden. Raises nothing per guest.
+   */
   listInstances(): Promise<DiscoveredInstance[]>;
 
-  /** Nova's get_info. Raises InstanceNotFound if the guest does not exist. */
+  /**
+   * Nova's get_info: the guest's power state (SHUTDOWN for a guest whose process is gone but which can be
+   * started again). Never raises InstanceNotRunning.
+   */
   getInfo(instance: InstanceRef): Promise<InstanceInfo>;
 
   /**
-   * Nova's get_console_output: the tail of the guest's serial console as raw bytes, at most
-   * MAX_CONSOLE_BYTES (100 KiB). Raises ConsoleNotAvailable when the guest has no logged serial port.
+   * Nova's get_console_output: the tail of the guest's serial console log as raw bytes, at most
+   * MAX_CONSOLE_BYTES (100 KiB), never consumed by reading; also for a powered-off guest (the log outlives
+   * it); empty when the guest never wrote. Raises ConsoleNotAvailable when the guest has no logged serial port.
    */
   getConsoleOutput(instance: InstanceRef): Promise<Buffer>;
 
-  /** Nova's get_instance_diagnostics. Real figures only: unknown values are null. */
+  /**
+   * Nova's get_instance_diagnostics: Diagnostics with real figures only (unknown values are null, never
+   * invented or sentinel). Raises InstanceInvalidState (power_state) when the guest is powered off.
+   */
   getInstanceDiagnostics(instance: InstanceRef): Promise<Diagnostics>;
 
-  /** Nova's get_diagnostics (legacy flat dict, libvirt driver's keys). */
+  /** Nova's get_diagnostics: the libvirt driver's legacy flat dict (cpu0_time, vda_read, memory, ...). Raises as getInstanceDiagnostics. */
   getDiagnostics(instance: InstanceRef): Promise<LegacyDiagnostics>;
 
-  /** Nova's get_vnc_console. Raises ConsoleTypeUnavailable when the guest has no VNC server. */
+  /**
+   * Nova's get_vnc_console: where the guest's VNC server listens (a wildcard address replaced by the
+   * address the console proxy reaches this host on). Raises ConsoleTypeUnavailable when the guest has no
+   * VNC server or is not running.
+   */
   getVncConsole(instance: InstanceRef): Promise<ConsoleEndpoint>;
 
-  /** Nova's get_serial_console. Raises ConsoleTypeUnavailable when the guest has no TCP serial port. */
+  /**
+   * Nova's get_serial_console: the guest's TCP serial port. Raises ConsoleTypeUnavailable when the guest
+   * has none or is not running.
+   */
   getSerialConsole(instance: InstanceRef): Promise<ConsoleEndpoint>;
 
-  /** Nova's power_off: clean (ACPI, then forced after timeout) when timeout > 0, else forced. */
+  /**
+   * Nova's power_off: with timeout > 0 an ACPI request (re-sent every retryInterval), forced off when the
+   * guest has not powered off within timeout seconds; with timeout 0 forced at once. Afterwards get_info
+   * says SHUTDOWN and power_on can start the guest again. A guest already off is not an error.
+   */
   powerOff(instance: InstanceRef, options: PowerOffOptions): Promise<void>;
 
-  /** Nova's power_on: a powered-off guest runs again (relaunched if its process is gone). */
+  /**
+   * Nova's power_on: the guest runs afterwards (a stopped process relaunched as it was started, a paused or
+   * shut-down one continued or reset). A running guest is not an error. Raises InternalError when a
+   * guest's process is gone and nothing records how to start it.
+   */
   powerOn(instance: InstanceRef): Promise<void>;
 
+  /** Nova's pause: vCPUs stopped, get_info says PAUSED. A paused guest is not an error; raises InstanceNotRunning when it is off. */
   pause(instance: InstanceRef): Promise<void>;
+
+  /** Nova's unpause: a paused guest runs again. A running guest is not an error; raises InstanceNotRunning when it is off or crashed. */
   unpause(instance: InstanceRef): Promise<void>;
 
-  /** Nova's reboot: SOFT asks the guest (falls back to HARD as Nova's libvirt driver does), HARD resets. */
+  /**
+   * Nova's reboot: SOFT asks the guest to shut down and starts it again, falling back to HARD when it
+   * ignores the request (as Nova's libvirt driver does); HARD resets it. The guest runs afterwards; a
+   * powered-off guest is started.
+   */
   reboot(instance: InstanceRef, type: RebootType): Promise<void>;
 
   /**
-   * novamon's passthrough: a QMP command (its `return` value) or an HMP command line (its text).
-   * QEMU's errors arrive as MonitorCommandFailed with QEMU's class and desc. Policy (admin only,
+   * novamon's passthrough: a QMP command (its `return` value, unchecked) or an HMP command line (its
+   * text; an unknown HMP command is text, not an error). Raises MonitorCommandFailed with QEMU's class and
+   * desc when QEMU refuses, InstanceNotRunning when no QEMU runs the guest. Policy (admin only,
    * allow-list, audit) is the caller's job: the compute manager enforces it before calling here.
    */
   monitorCommand(instance: InstanceRef, command: MonitorCommand): Promise<unknown>;
@@ -262,7 +308,10 @@ export interface ComputeDriver {
    */
   triggerCrashDump(instance: InstanceRef): Promise<void>;
 
-  /** Subscribe to lifecycle events; returns the unsubscribe function. */
+  /**
+   * Subscribe to lifecycle events (started, stopped, paused, resumed, suspended, crashed), each delivered
+   * once per change whoever caused it; returns the unsubscribe function. Listeners must not throw.
+   */
   onLifecycleEvent(listener: LifecycleListener): () => void;
 
   // ---- optional abilities: present only on drivers that have them --------------------------------
