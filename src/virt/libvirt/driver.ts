@@ -18,6 +18,7 @@ import { screenshotFromLibvirt } from './screenshot.js';
 import { InstanceNameTemplate } from '../instance-name.js';
 import { powerStateName } from '../power-state.js';
 import { diagnosticsFromStats, legacyDiagnosticsFromStats, blockErrorsByAlias } from './diagnostics.js';
+import { DomainCache } from './domain-cache.js';
 import { LibvirtGuest, powerStateFromLibvirt } from './guest.js';
 import { LibvirtHost } from './host.js';
 import { lifecycleEventFromLibvirt } from './events.js';
@@ -32,6 +33,8 @@ const ALL_STATS = StatsType.STATE | StatsType.CPU_TOTAL | StatsType.BALLOON | St
 export class LibvirtDriver implements ComputeDriver {
   readonly type = 'libvirt';
   private readonly host: LibvirtHost;
+  /** Handles, states and XML kept by libvirt's lifecycle events, so most calls ask libvirtd nothing. */
+  private readonly domains: DomainCache;
   private readonly names: InstanceNameTemplate;
   private readonly listeners = new Set<LifecycleListener>();
   private readonly log: Logger;
@@ -49,7 +52,9 @@ export class LibvirtDriver implements ComputeDriver {
       logger: this.log,
     });
     this.host.hostName = config.DEFAULT.host;
+    this.domains = new DomainCache(this.host);
     this.host.onLifecycle((m) => {
+      this.domains.apply(m);
       const event = lifecycleEventFromLibvirt(m.domain.name, uuidToString(m.domain.uuid), m.event, m.detail, Date.now());
       if (!event) return;
       for (const l of this.listeners) {
@@ -175,8 +180,13 @@ export class LibvirtDriver implements ComputeDriver {
 
   async monitorCommand(instance: InstanceRef, command: MonitorCommand): Promise<unknown> {
     const guest = await this.guest(instance);
-    if (command.kind === 'hmp') return guest.hmp(command.commandLine);
-    return guest.qmp(command.execute, command.arguments);
+    const readOnly = command.kind === 'qmp' ? command.execute.startsWith('query-') : /^\s*info\b/.test(command.commandLine);
+    try {
+      return command.kind === 'hmp' ? await guest.hmp(command.commandLine) : await guest.qmp(command.execute, command.arguments);
+    } finally {
+      // A command behind libvirt's back may change what libvirt's XML and state said: ask again next time.
+      if (!readOnly) this.domains.forget(guest.name);
+    }
   }
 
   /** virDomainScreenshot over the remote protocol (a stream): PNG as libvirt 9 has QEMU write it, or PPM re-encoded. */
@@ -215,8 +225,8 @@ export class LibvirtDriver implements ComputeDriver {
 
   private async guest(instance: InstanceRef): Promise<LibvirtGuest> {
     const name = this.names.validate(instance.name);
-    const handle = await this.host.lookup(name, instance.uuid);
-    return new LibvirtGuest(this.host, handle, instance.uuid ?? name);
+    const handle = await this.domains.handle(name, () => this.host.lookup(name, instance.uuid));
+    return new LibvirtGuest(this.host, handle, instance.uuid ?? name, this.domains);
   }
 
   private async diagnosable(instance: InstanceRef, method: string) {
@@ -226,11 +236,17 @@ export class LibvirtDriver implements ComputeDriver {
     if (state === DomainState.SHUTOFF || state === DomainState.CRASHED || state === DomainState.NOSTATE) {
       throw new InstanceInvalidState(guest.instanceId, 'power_state', powerStateName(powerStateFromLibvirt(state)), method);
     }
-    const config = await guest.config();
-    const blockErrors = await blockErrorsByAlias(guest).catch((err: unknown) => {
-      this.log.warn({ err, instance: guest.instanceId }, 'query-blockstats through libvirt failed; disk error counts unknown');
-      return new Map<string, number>();
-    });
+    const [cached, blockErrors] = await Promise.all([
+      guest.config(),
+      blockErrorsByAlias(guest).catch((err: unknown) => {
+        this.log.warn({ err, instance: guest.instanceId }, 'query-blockstats through libvirt failed; disk error counts unknown');
+        return new Map<string, number>();
+      }),
+    ]);
+    // Hot-plug sends no lifecycle event: a kept XML whose devices disagree with the live stats is read again.
+    const stale = cached.disks.length !== Number(stats.get('block.count') ?? 0) || cached.interfaces.length !== Number(stats.get('net.count') ?? 0);
+    if (stale) this.domains.forget(guest.name);
+    const config = stale ? await guest.config() : cached;
     return { guest, stats, config, blockErrors };
   }
 

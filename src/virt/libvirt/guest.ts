@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { MonitorCommandFailed, NovaException } from '../../exception.js';
 import { PowerState } from '../power-state.js';
 import { LibvirtRpcError } from './connection.js';
+import type { DomainCache } from './domain-cache.js';
 import { parseDomainXml, type DomainConfig } from './domain-xml.js';
 import type { LibvirtHost } from './host.js';
 import {
@@ -41,6 +42,8 @@ export class LibvirtGuest {
     readonly handle: DomainHandle,
     /** What errors name the instance by: Nova's uuid when known, else the domain name. */
     readonly instanceId: string,
+    /** What the driver knows without asking; null to ask libvirtd every time. */
+    private readonly cache: DomainCache | null = null,
   ) {}
 
   get name(): string {
@@ -56,7 +59,8 @@ export class LibvirtGuest {
   }
 
   async state(): Promise<number> {
-    return (await this.call((c) => c.getState(this.handle))).state;
+    const ask = async () => (await this.call((c) => c.getState(this.handle))).state;
+    return this.cache ? this.cache.state(this.name, ask) : ask();
   }
 
   async powerState(): Promise<PowerState> {
@@ -69,33 +73,38 @@ export class LibvirtGuest {
   }
 
   async config(): Promise<DomainConfig> {
-    const xml = await this.call((c) => c.getXmlDesc(this.handle));
-    return parseDomainXml(xml);
+    const ask = async () => parseDomainXml(await this.call((c) => c.getXmlDesc(this.handle)));
+    return this.cache ? this.cache.config(this.name, ask) : ask();
+  }
+
+  /** After an action that changes the domain: what the cache knew is asked again (events refill it). */
+  private changed<T>(what: 'state' | 'all', action: Promise<T>): Promise<T> {
+    return action.finally(() => this.cache?.forget(this.name, what));
   }
 
   /** Starts a defined, shut-off domain (QEMU is launched by libvirtd); generous timeout: TCG start is slow. */
   async start(): Promise<void> {
-    await this.call((c) => c.create(this.handle, Math.max(this.host.callTimeoutMs, 60_000)));
+    await this.changed('all', this.call((c) => c.create(this.handle, Math.max(this.host.callTimeoutMs, 60_000))));
   }
 
   async destroy(): Promise<void> {
-    await this.call((c) => c.destroy(this.handle, Math.max(this.host.callTimeoutMs, 30_000)));
+    await this.changed('all', this.call((c) => c.destroy(this.handle, Math.max(this.host.callTimeoutMs, 30_000))));
   }
 
   async shutdownAcpi(): Promise<void> {
-    await this.call((c) => c.shutdown(this.handle, SHUTDOWN_ACPI_POWER_BTN));
+    await this.changed('state', this.call((c) => c.shutdown(this.handle, SHUTDOWN_ACPI_POWER_BTN)));
   }
 
   async suspend(): Promise<void> {
-    await this.call((c) => c.suspend(this.handle));
+    await this.changed('state', this.call((c) => c.suspend(this.handle)));
   }
 
   async resume(): Promise<void> {
-    await this.call((c) => c.resume(this.handle));
+    await this.changed('state', this.call((c) => c.resume(this.handle)));
   }
 
   async reset(): Promise<void> {
-    await this.call((c) => c.reset(this.handle));
+    await this.changed('state', this.call((c) => c.reset(this.handle)));
   }
 
   async injectNmi(): Promise<void> {

@@ -44,6 +44,9 @@ export class LibvirtHost {
   private eventsWanted = false;
   /** Connections that carry our lifecycle-event subscription. */
   private readonly registered = new WeakSet<LibvirtConnection>();
+  /** A number per connection that carries our subscription: facts learnt under another are stale. */
+  private readonly generations = new WeakMap<LibvirtConnection, number>();
+  private nextGeneration = 1;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private reconnectDelay: number;
   private closed = false;
@@ -93,7 +96,7 @@ export class LibvirtHost {
     if (this.eventsWanted) {
       try {
         await conn.registerLifecycleEvents();
-        this.registered.add(conn);
+        this.markRegistered(conn);
       } catch (err) {
         await conn.close();
         throw this.translate(err, '');
@@ -114,7 +117,22 @@ export class LibvirtHost {
         throw this.translate(err, '');
       });
     }
+    this.markRegistered(conn);
+  }
+
+  private markRegistered(conn: LibvirtConnection): void {
+    if (!this.registered.has(conn)) this.generations.set(conn, this.nextGeneration++);
     this.registered.add(conn);
+  }
+
+  /**
+   * The generation of the live connection whose lifecycle events we receive, or null when there is none
+   * (events not wanted yet, or libvirtd gone): while it stays the same, no event has been missed.
+   */
+  liveEventGeneration(): number | null {
+    const conn = this.conn;
+    if (!conn || conn.isClosed || !this.registered.has(conn)) return null;
+    return this.generations.get(conn) ?? null;
   }
 
   private scheduleReconnect(): void {
