@@ -1,7 +1,8 @@
 """Nova's own compute RPC client (nova.compute.rpcapi.ComputeAPI, Zed) driving novamon-compute.
 
 Usage: nova_rpcapi.py '<json spec>'
-spec = {"url", "exchange", "host", "instance": {"uuid", "id", ...Instance fields}, "ops": [{"method", "args"?}]}
+spec = {"url", "exchange", "host", "instance": {"uuid", "id", ...Instance fields}, "ops": [{"method", "args"?}],
+        "context"?: RequestContext kwargs (default: user u1, project p1, admin)}
 Each op calls the ComputeAPI method of that name with (context, instance, **args) and prints, per op,
 {"ok": true, "result": <JSON-able result>} or {"ok": false, "class", "module", "kwargs", "message"}.
 Objects in results (Diagnostics) are checked by Nova's own deserializer and shown as their fields.
@@ -44,7 +45,8 @@ def main():
     conf.set_override('rpc_response_timeout', spec.get('timeout', 10))
     def new_context():
         # Every API request Nova makes has its own request id (oslo.context generates req-<uuid>).
-        return context.RequestContext(user_id='u1', project_id='p1', is_admin=True, roles=['admin'])
+        kwargs = spec.get('context') or {'user_id': 'u1', 'project_id': 'p1', 'is_admin': True, 'roles': ['admin']}
+        return context.RequestContext(**kwargs)
 
     ctxt = new_context()
     fields = dict(spec['instance'])
