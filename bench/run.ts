@@ -28,6 +28,7 @@ import { buildReport, printTable, type CallPhase, type FloorName, type Phase, ty
 import { renderSvg } from './lib/svg.js';
 import { AMQP_URL, REPO_ROOT, TRANSPORT_URL, ServiceProcess, dropDatabase, metricValue, prepareService } from './lib/service.js';
 import { median } from './lib/stats.js';
+import { requireAnchor } from './lib/anchor.js';
 import { runCompareNova, type CompareNovaResult } from './lib/compare-nova.js';
 
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
@@ -74,6 +75,8 @@ function fmt(p: Phase): string {
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  // Before anything starts: a comparison that cannot run must say so now, not after the main run.
+  if (opts.compareNova) requireAnchor();
   const machine = machineInfo();
   const startedAt = new Date();
   progress(`machine: ${machine.cores} cores, ${machine.cpuModel}, kernel ${machine.kernel}, ${machine.accel}, load ${machine.loadAvgAtStart.join(' ')}`);
@@ -211,19 +214,16 @@ async function main(): Promise<void> {
   }
   runs.lifecycle = lifecycleRuns;
 
-  let compare: CompareNovaResult | null = null;
-  if (opts.compareNova) {
-    progress('compare-nova: Python oslo.messaging server');
-    compare = await runCompareNova(opts, served, AMQP_URL).catch((err: unknown) => {
-      progress(`compare-nova skipped: ${err instanceof Error ? err.message : String(err)}`);
-      return null;
-    });
-  }
-
   const rssEnd: ProcSample = sampleProcess(service.pid);
   const metricsEnd = await service.metrics().catch(() => new Map<string, number>());
   // Stop the service first so its CPU profile (if any) is written, then summarise it.
   await service.stop();
+  let compare: CompareNovaResult | null = null;
+  if (opts.compareNova) {
+    // The fixture guests are done; the anchor's libvirt guests get the machine to themselves.
+    await stopGuests(guests);
+    compare = await runCompareNova(opts, tmp, runs);
+  }
   let profile = null;
   if (profileDir) {
     const files = (await readdir(profileDir)).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(profileDir, f));

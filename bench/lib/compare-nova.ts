@@ -1,103 +1,209 @@
-// --compare-nova: the same get_console_output load against a Python oslo.messaging RPC server
-// (bench/compare_nova_server.py, run with /usr/bin/python3) whose endpoint reads the guest's console the
-// way Nova's libvirt driver ends up doing it for a logged serial port: the last 100 KiB of the log file.
-// It is NOT nova-compute: it is Nova's RPC stack (oslo.messaging, eventlet-free threading executor) plus
-// the same file read, which is the honest comparison available without a Nova deployment.
+// --compare-nova: the Nova-stack anchor (../shared/anchor/anchor_compute.py: oslo.messaging +
+// libvirt-python + one PostgreSQL row per call, Nova's call sequence) on its own libvirt guests, and
+// novamon-compute with compute_driver = libvirt serving those same guests, loaded by the same oslo-wire
+// client with the same calls as the qemu-driver run; the ratios to the anchor are the figures that count.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { pino } from 'pino';
-import { AmqpConnectionManager } from '../../src/rpc/amqp-connection.js';
-import { RpcClient } from '../../src/rpc/client.js';
-import { instancePrimitive } from '../../src/rpc/objects/instance.js';
+import { AnchorProcess, createAnchorDomains, destroyAnchorDomains, setupAnchorDatabase, type AnchorGuest } from './anchor.js';
 import type { BenchOptions } from './args.js';
-import { bounded } from './floors.js';
-import type { BenchGuest } from './guests.js';
+import { BENCH_METHODS, ComputeCaller, type BenchMethod } from './compute-rpc.js';
 import { runClosedLoop } from './load.js';
 import { sampleProcess } from './proc.js';
-import { REPO_ROOT } from './service.js';
-import { median } from './stats.js';
+import { progress } from './progress.js';
+import type { CallPhase, RawRuns } from './report.js';
+import { prepareService, ServiceProcess, TRANSPORT_URL, dropDatabase } from './service.js';
+import { median, round } from './stats.js';
+
+/** The in-flight levels the comparison is stated at. */
+export const COMPARE_IN_FLIGHT = [1, 32];
+
+export interface CompareFigure {
+  callsPerSec: number;
+  p50: number;
+  p99: number;
+  /** CPU seconds per 1,000 calls of the serving process (anchor_compute.py or novamon-compute). */
+  cpuSecPer1000: number;
+  errors: number;
+}
+
+export interface CompareRow {
+  method: string;
+  inFlight: number;
+  anchor: CompareFigure;
+  qemu: CompareFigure | null;
+  libvirt: CompareFigure | null;
+  /** novamon calls/s ÷ the anchor's. */
+  qemuThroughputRatio: number;
+  libvirtThroughputRatio: number;
+  /** The anchor's p50 ÷ novamon's (above 1: novamon answers faster). */
+  qemuP50Ratio: number;
+  libvirtP50Ratio: number;
+}
 
 export interface CompareNovaResult {
   label: string;
-  python: string;
-  rows: { inFlight: number; callsPerSec: number; p50: number; p95: number; p99: number; cpuSecPer1000: number }[];
+  guests: number;
+  rows: CompareRow[];
 }
 
-const PYTHON = process.env['NOVAMON_BENCH_PYTHON'] ?? '/usr/bin/python3';
+type Serve = (method: BenchMethod, g: AnchorGuest) => Promise<unknown>;
 
-export async function runCompareNova(opts: BenchOptions, guests: readonly BenchGuest[], amqpUrl: string): Promise<CompareNovaResult> {
+/** One method at one in-flight level, `repeats` times; medians, with `pid`'s CPU over each window. */
+async function measure(opts: BenchOptions, call: Serve, guests: readonly AnchorGuest[], method: BenchMethod, c: number, pid: number): Promise<CompareFigure> {
+  const reps: CompareFigure[] = [];
+  for (let rep = 0; rep < opts.repeats; rep++) {
+    let cpu0 = 0;
+    let cpu1 = 0;
+    const r = await runClosedLoop({
+      concurrency: c,
+      warmupMs: opts.warmupMs,
+      durationMs: opts.windowMs,
+      call: (seq) => call(method, guests[seq % guests.length] as AnchorGuest),
+      onMeasureStart: () => void (cpu0 = sampleProcess(pid).cpuSec),
+      onMeasureEnd: () => void (cpu1 = sampleProcess(pid).cpuSec),
+    });
+    if (r.errors) progress(`  warning: ${r.errors} failed ${method} calls; first: ${r.firstError}`);
+    reps.push({ callsPerSec: r.callsPerSec, p50: r.latencyMs.p50, p99: r.latencyMs.p99, cpuSecPer1000: r.calls ? ((cpu1 - cpu0) / r.calls) * 1000 : Number.NaN, errors: r.errors });
+  }
+  const m = (k: keyof CompareFigure) => round(median(reps.map((x) => x[k])), 3);
+  return { callsPerSec: m('callsPerSec'), p50: m('p50'), p99: m('p99'), cpuSecPer1000: m('cpuSecPer1000'), errors: reps.reduce((a, x) => a + x.errors, 0) };
+}
+
+async function measureAll(opts: BenchOptions, who: string, call: Serve, guests: readonly AnchorGuest[], pid: number): Promise<Map<string, CompareFigure>> {
+  const out = new Map<string, CompareFigure>();
+  for (const method of BENCH_METHODS.filter((x) => opts.methods.includes(x))) {
+    for (const c of COMPARE_IN_FLIGHT) {
+      const f = await measure(opts, call, guests, method, c, pid);
+      out.set(`${method}@${c}`, f);
+      progress(`  ${who} ${method} @${c}: ${f.callsPerSec.toFixed(0)}/s p50 ${f.p50.toFixed(2)} ms p99 ${f.p99.toFixed(2)} ms, ${f.cpuSecPer1000.toFixed(2)} CPU s/1k`);
+    }
+  }
+  return out;
+}
+
+/** Waits until the service answers, then touches every guest once (monitor connections, discovery). */
+async function serviceReady(caller: ComputeCaller, service: ServiceProcess, guests: readonly AnchorGuest[]): Promise<void> {
+  const readyBy = Date.now() + 120_000;
+  for (;;) {
+    if (service.exited) throw new Error(`novamon-compute (libvirt) exited during start-up:\n${service.logTail()}`);
+    try {
+      await caller.hostUptime(2000);
+      break;
+    } catch (err) {
+      if (Date.now() > readyBy) throw new Error(`novamon-compute (libvirt) did not answer within 120 s:\n${service.logTail()}`, { cause: err });
+    }
+  }
+  for (const g of guests) await caller.call('get_instance_diagnostics', g).catch((err: unknown) => progress(`  warning: ${g.name}: ${String(err)}`));
+}
+
+async function runAnchor(opts: BenchOptions, guests: readonly AnchorGuest[]): Promise<Map<string, CompareFigure>> {
   const suffix = randomBytes(4).toString('hex');
-  const exchange = `novamon_bench_py_${suffix}`;
-  const server = `bench-py-${suffix}`;
-  const transportUrl = amqpUrl.replace(/^amqp:/, 'rabbit:');
-  const consoleDir = path.dirname(guests[0]?.guest.consoleLogPath ?? '/');
-  const child: ChildProcess = spawn(PYTHON, [path.join(REPO_ROOT, 'bench', 'compare_nova_server.py'), transportUrl, exchange, server, consoleDir], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const logger = pino({ level: 'silent' });
-  const connection = new AmqpConnectionManager({ transportUrl, logger, connectionName: 'novamon-bench-compare' });
+  const host = `bench-anchor-${suffix}`;
+  const exchange = `novamon_bench_anchor_${suffix}`;
+  const anchor = await AnchorProcess.start(host, exchange, TRANSPORT_URL);
+  const caller = await ComputeCaller.open(TRANSPORT_URL, exchange, host);
   try {
-    await bounded(
-      new Promise<void>((resolve, reject) => {
-        child.stdout?.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-        child.once('exit', (code) => reject(new Error(`python server exited (${code}): ${stderr.trim().split('\n').slice(-3).join(' | ')}`)));
-      }),
-      60_000,
-      'starting the Python oslo.messaging server',
-    );
-    await connection.connect(10_000);
-    const client = new RpcClient({ connection, exchange, timeoutMs: 30_000, logger });
-    const target = { topic: 'compute', server, version: '6.0' };
-    const call = (seq: number) => {
-      const g = guests[seq % guests.length] as BenchGuest;
-      return client.call(target, { requestId: `req-${randomUUID()}` }, 'get_console_output', {
-        instance: instancePrimitive({ uuid: g.uuid, id: g.id, host: server }),
-        tail_length: 50,
-      });
-    };
-    const rows: CompareNovaResult['rows'] = [];
-    const pid = child.pid as number;
-    for (const c of opts.concurrency) {
-      const reps = [];
-      for (let rep = 0; rep < opts.repeats; rep++) {
-        let cpu0 = 0;
-        let cpu1 = 0;
-        const r = await runClosedLoop({
-          concurrency: c,
-          warmupMs: opts.warmupMs,
-          durationMs: opts.windowMs,
-          call,
-          onMeasureStart: () => {
-            cpu0 = sampleProcess(pid).cpuSec;
-          },
-          onMeasureEnd: () => {
-            cpu1 = sampleProcess(pid).cpuSec;
-          },
-        });
-        if (r.errors) throw new Error(`python server failed calls: ${r.firstError}`);
-        reps.push({ callsPerSec: r.callsPerSec, p50: r.latencyMs.p50, p95: r.latencyMs.p95, p99: r.latencyMs.p99, cpu: r.calls ? ((cpu1 - cpu0) / r.calls) * 1000 : NaN });
-      }
+    progress(`compare-nova: anchor_compute.py serving compute.${host} (pid ${anchor.pid})`);
+    for (const g of guests) await caller.call('get_console_output', g);
+    return await measureAll(opts, 'anchor', (m, g) => caller.call(m, g), guests, anchor.pid);
+  } catch (err) {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\nanchor output:\n${anchor.logTail()}`, { cause: err });
+  } finally {
+    await caller.close().catch(() => undefined);
+    await anchor.stop();
+  }
+}
+
+async function runNovamonLibvirt(opts: BenchOptions, tmpDir: string, guests: readonly AnchorGuest[]): Promise<Map<string, CompareFigure>> {
+  const dir = path.join(tmpDir, 'libvirt');
+  await mkdir(path.join(dir, 'instances'), { recursive: true });
+  const setup = await prepareService(dir, path.join(dir, 'instances'), null, 'libvirt');
+  const service = ServiceProcess.start(setup);
+  const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
+  try {
+    await serviceReady(caller, service, guests);
+    progress(`compare-nova: novamon-compute (libvirt driver) serving compute.${setup.host} (pid ${service.pid})`);
+    return await measureAll(opts, 'novamon libvirt', (m, g) => caller.call(m, g), guests, service.pid);
+  } finally {
+    await caller.close().catch(() => undefined);
+    await service.stop();
+    if (!opts.keepDatabase) await dropDatabase(setup.databaseName).catch(() => undefined);
+  }
+}
+
+/** novamon's qemu-driver figures from the main run (medians over its repeats). */
+function qemuFigure(runs: RawRuns, method: string, c: number): CompareFigure | null {
+  const phases = runs.calls[method]?.[c];
+  if (!phases || phases.length === 0) return null;
+  const m = (f: (p: CallPhase) => number) => round(median(phases.map(f)), 3);
+  return { callsPerSec: m((p) => p.callsPerSec), p50: m((p) => p.p50), p99: m((p) => p.p99), cpuSecPer1000: m((p) => p.cpuSecPer1000), errors: phases.reduce((a, p) => a + p.errors, 0) };
+}
+
+/**
+ * Creates the anchor's libvirt guests, measures the anchor and then novamon's libvirt driver on them,
+ * and destroys the guests whatever happens. `runs` holds the qemu driver's figures from the same run.
+ */
+export async function runCompareNova(opts: BenchOptions, tmpDir: string, runs: RawRuns): Promise<CompareNovaResult> {
+  await setupAnchorDatabase();
+  // domains.py names its guests instance-000000b0..cf: 32 at most.
+  const count = Math.min(opts.guests, 32);
+  progress(`compare-nova: creating ${count} libvirt guests (../shared/anchor/domains.py)`);
+  try {
+    const guests = await createAnchorDomains(count);
+    const anchor = await runAnchor(opts, guests);
+    const libvirt = await runNovamonLibvirt(opts, tmpDir, guests);
+    const rows: CompareRow[] = [];
+    for (const [key, a] of anchor) {
+      const [method, c] = key.split('@') as [string, string];
+      const q = qemuFigure(runs, method, Number(c));
+      const l = libvirt.get(key) ?? null;
       rows.push({
-        inFlight: c,
-        callsPerSec: median(reps.map((x) => x.callsPerSec)),
-        p50: median(reps.map((x) => x.p50)),
-        p95: median(reps.map((x) => x.p95)),
-        p99: median(reps.map((x) => x.p99)),
-        cpuSecPer1000: median(reps.map((x) => x.cpu)),
+        method,
+        inFlight: Number(c),
+        anchor: a,
+        qemu: q,
+        libvirt: l,
+        qemuThroughputRatio: q ? round(q.callsPerSec / a.callsPerSec, 2) : Number.NaN,
+        libvirtThroughputRatio: l ? round(l.callsPerSec / a.callsPerSec, 2) : Number.NaN,
+        qemuP50Ratio: q ? round(a.p50 / q.p50, 2) : Number.NaN,
+        libvirtP50Ratio: l ? round(a.p50 / l.p50, 2) : Number.NaN,
       });
     }
-    await client.close();
-    return {
-      label: 'Python oslo.messaging RPC server (threading executor) + console log tail read; not nova-compute',
-      python: PYTHON,
-      rows,
-    };
+    return { label: 'Nova-stack anchor (../shared/anchor: oslo.messaging + libvirt-python + a PostgreSQL row per call) on libvirt guests', guests: guests.length, rows };
   } finally {
-    await connection.close().catch(() => undefined);
-    child.kill('SIGTERM');
+    progress('compare-nova: destroying the anchor\'s libvirt guests');
+    await destroyAnchorDomains().catch((err: unknown) => progress(`warning: domains.py destroy failed: ${String(err)}`));
   }
+}
+
+/** The comparison table, one line per method and in-flight level. */
+export function comparisonLines(r: CompareNovaResult): string[] {
+  const f = (v: number, d = 0) => (Number.isFinite(v) ? v.toFixed(d) : '–');
+  const fig = (x: CompareFigure | null) => (x ? `${f(x.callsPerSec).padStart(6)}/s ${f(x.p50, 2).padStart(7)} ms` : '            –    ');
+  const out = [`Compared with ${r.label}, ${r.guests} guests:`];
+  out.push(`  ${'method'.padEnd(26)} in flight   ${'anchor'.padEnd(18)}  ${'novamon qemu'.padEnd(18)}  ×calls/s  ×p50   ${'novamon libvirt'.padEnd(18)}  ×calls/s  ×p50`);
+  for (const row of r.rows) {
+    out.push(
+      `  ${row.method.padEnd(26)} ${String(row.inFlight).padStart(9)}   ${fig(row.anchor)}  ${fig(row.qemu)}  ${`${f(row.qemuThroughputRatio, 2)}×`.padStart(8)}  ${`${f(row.qemuP50Ratio, 2)}×`.padStart(5)}   ${fig(row.libvirt)}  ${`${f(row.libvirtThroughputRatio, 2)}×`.padStart(8)}  ${`${f(row.libvirtP50Ratio, 2)}×`.padStart(5)}`,
+    );
+  }
+  out.push('  (×calls/s = novamon ÷ anchor; ×p50 = anchor p50 ÷ novamon p50, above 1 = novamon faster; the qemu driver serves the fixture guests of the main run)');
+  return out;
+}
+
+/** The targets stated against the anchor: qemu ≥ 10× its calls/s at 32 in flight and ≥ 3× better p50 at 1; libvirt ≥ 3× at 32. */
+export function compareTargets(r: CompareNovaResult): { name: string; target: string; measured: string; met: boolean | null }[] {
+  const out: { name: string; target: string; measured: string; met: boolean | null }[] = [];
+  const top = Math.max(...COMPARE_IN_FLIGHT);
+  for (const row of r.rows) {
+    if (row.inFlight === top) {
+      out.push({ name: `${row.method} @${top} qemu vs anchor`, target: '≥ 10× calls/s', measured: `${row.qemuThroughputRatio}×`, met: Number.isFinite(row.qemuThroughputRatio) ? row.qemuThroughputRatio >= 10 : null });
+      out.push({ name: `${row.method} @${top} libvirt vs anchor`, target: '≥ 3× calls/s', measured: `${row.libvirtThroughputRatio}×`, met: Number.isFinite(row.libvirtThroughputRatio) ? row.libvirtThroughputRatio >= 3 : null });
+    } else if (row.inFlight === 1) {
+      out.push({ name: `${row.method} @1 qemu p50 vs anchor`, target: '≥ 3× better p50', measured: `${row.qemuP50Ratio}× (${row.qemu?.p50 ?? '–'} vs ${row.anchor.p50} ms)`, met: Number.isFinite(row.qemuP50Ratio) ? row.qemuP50Ratio >= 3 : null });
+    }
+  }
+  return out;
 }

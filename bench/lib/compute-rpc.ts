@@ -40,7 +40,7 @@ export class ComputeCaller {
   }
 
   /** One of the benchmarked compute calls on `g`. */
-  call(method: BenchMethod, g: BenchGuest, timeoutMs = 30_000): Promise<unknown> {
+  call(method: BenchMethod, g: Pick<BenchGuest, 'uuid' | 'id'>, timeoutMs = 30_000): Promise<unknown> {
     const instance = instancePrimitive({ uuid: g.uuid, id: g.id, host: this.host });
     const args: Record<string, unknown> =
       method === 'get_console_output'

@@ -3,7 +3,7 @@
 // Also prints the final table (stdout). The JSON written to bench/results/ is this report.
 
 import type { BenchOptions } from './args.js';
-import type { CompareNovaResult } from './compare-nova.js';
+import { comparisonLines, compareTargets, type CompareNovaResult } from './compare-nova.js';
 import type { LifecycleRun } from './lifecycle.js';
 import type { MachineInfo } from './machine.js';
 import type { ProfileSummary } from './profile.js';
@@ -258,6 +258,8 @@ export function buildReport(input: {
     met: lifecycle.stopSendToRowP50 < 50 || lifecycle.stopEventToRowEstimate < 50,
   });
 
+  if (input.compare) targets.push(...compareTargets(input.compare));
+
   return {
     version: 1,
     startedAt: input.startedAt.toISOString(),
@@ -318,10 +320,7 @@ export function printTable(r: Report): void {
   out.push(`  (event→row ≈ reply→row + AMQP floor/2; monitor_command query-status round trip ${f(l.monitorRpcRttP50)})`);
   const s = r.service;
   out.push(`Service: RSS ${f(s.rssAfterStartKiB / 1024, 1)} MiB after start, ${f(s.rssAllConnectedKiB / 1024, 1)} MiB with ${s.qmpConnections ?? '?'} QMP connections, ${f(s.rssEndKiB / 1024, 1)} MiB at the end, peak ${f(s.hwmKiB / 1024, 1)} MiB; start-up ${f(s.startupSec, 1)} s`);
-  if (r.compareNova) {
-    out.push('', `Compared (${r.compareNova.label}):`);
-    for (const row of r.compareNova.rows) out.push(`  @${row.inFlight}: ${f(row.callsPerSec, 0)} calls/s, p50 ${f(row.p50)} ms, p99 ${f(row.p99)} ms, ${f(row.cpuSecPer1000)} CPU s/1k calls`);
-  }
+  if (r.compareNova) out.push('', ...comparisonLines(r.compareNova));
   if (r.profile) {
     out.push('', `Profile of novamon-compute (${r.profile.totalMs.toFixed(0)} ms sampled) by where the time goes:`);
     out.push('  by owner (native and node: work charged to the novamon module or npm package that called it):');

@@ -1,6 +1,7 @@
 // novamon-compute as the benchmark runs it: a private PostgreSQL database (created, synced with
-// novamon-manage db sync, dropped afterwards), a temp config (qemu driver, our instances_path, a unique
-// exchange and host, JSON logs at warn) and the real binary, bin/novamon-compute.js, as a child process.
+// novamon-manage db sync, dropped afterwards), a temp config (qemu driver, or libvirt for --compare-nova;
+// our instances_path, a unique exchange and host, JSON logs at warn) and the real binary,
+// bin/novamon-compute.js, as a child process.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -53,7 +54,8 @@ export async function dropDatabase(name: string): Promise<void> {
   }
 }
 
-export async function prepareService(tmpDir: string, instancesPath: string, profileDir: string | null): Promise<ServiceSetup> {
+/** A database and a config for novamon-compute with `driver` (libvirt: the local libvirtd's guests). */
+export async function prepareService(tmpDir: string, instancesPath: string, profileDir: string | null, driver: 'qemu' | 'libvirt' = 'qemu'): Promise<ServiceSetup> {
   const suffix = randomBytes(4).toString('hex');
   const host = `bench-${suffix}`;
   const exchange = `novamon_bench_${suffix}`;
@@ -70,7 +72,7 @@ export async function prepareService(tmpDir: string, instancesPath: string, prof
       `host = ${host}`,
       `transport_url = ${TRANSPORT_URL}`,
       `control_exchange = ${exchange}`,
-      'compute_driver = qemu',
+      `compute_driver = ${driver}`,
       `state_path = ${path.join(tmpDir, 'state')}`,
       `instances_path = ${instancesPath}`,
       'log_format = json',
@@ -80,6 +82,9 @@ export async function prepareService(tmpDir: string, instancesPath: string, prof
       '[database]',
       `connection = ${databaseUrl}`,
       `max_pool_size = ${poolSize}`,
+      '',
+      '[libvirt]',
+      'connection_uri = qemu:///system',
       '',
       '[monitor]',
       'passthrough_allowed_commands = query-status,stop,cont',
