@@ -58,14 +58,16 @@ async function measure(opts: BenchOptions, call: Serve, guests: readonly AnchorG
     let cpu1 = 0;
     const r = await runClosedLoop({
       concurrency: c,
-      warmupMs: opts.warmupMs,
-      durationMs: opts.windowMs,
+      // The anchor answers in tens to hundreds of ms under load: short quick-mode windows would count
+      // only a handful of its calls (or none at 32 in flight).
+      warmupMs: Math.max(opts.warmupMs, 500),
+      durationMs: Math.max(opts.windowMs, 3000),
       call: (seq) => call(method, guests[seq % guests.length] as AnchorGuest),
       onMeasureStart: () => void (cpu0 = sampleProcess(pid).cpuSec),
       onMeasureEnd: () => void (cpu1 = sampleProcess(pid).cpuSec),
     });
     if (r.errors) progress(`  warning: ${r.errors} failed ${method} calls; first: ${r.firstError}`);
-    reps.push({ callsPerSec: r.callsPerSec, p50: r.latencyMs.p50, p99: r.latencyMs.p99, cpuSecPer1000: r.calls ? ((cpu1 - cpu0) / r.calls) * 1000 : Number.NaN, errors: r.errors });
+    reps.push({ callsPerSec: r.calls ? r.callsPerSec : Number.NaN, p50: r.latencyMs.p50, p99: r.latencyMs.p99, cpuSecPer1000: r.calls ? ((cpu1 - cpu0) / r.calls) * 1000 : Number.NaN, errors: r.errors });
   }
   const m = (k: keyof CompareFigure) => round(median(reps.map((x) => x[k])), 3);
   return { callsPerSec: m('callsPerSec'), p50: m('p50'), p99: m('p99'), cpuSecPer1000: m('cpuSecPer1000'), errors: reps.reduce((a, x) => a + x.errors, 0) };
