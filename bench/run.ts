@@ -29,7 +29,7 @@ import { renderSvg } from './lib/svg.js';
 import { AMQP_URL, REPO_ROOT, TRANSPORT_URL, ServiceProcess, dropDatabase, metricValue, prepareService } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { requireAnchor } from './lib/anchor.js';
-import { runCompareNova, type CompareNovaResult } from './lib/compare-nova.js';
+import { compareWindows, runCompareNova, type CompareNovaResult } from './lib/compare-nova.js';
 
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
 
@@ -269,8 +269,9 @@ async function measureCall(opts: BenchOptions, service: ServiceProcess, caller: 
   const pids = componentPids(service.pid, guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
   let issued = 0;
   const m0 = qmpCounterAvailable ? await service.metrics().catch(() => null) : null;
+  // Compared with the anchor, both sides get the same (longer) windows: see compare-nova.ts.
   const r = await load(
-    opts,
+    opts.compareNova ? { ...opts, ...compareWindows(opts) } : opts,
     c,
     (seq) => {
       issued++;

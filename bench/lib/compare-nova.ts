@@ -50,6 +50,14 @@ export interface CompareNovaResult {
 
 type Serve = (method: BenchMethod, g: AnchorGuest) => Promise<unknown>;
 
+/**
+ * The anchor answers in tens to hundreds of ms under load: short quick-mode windows would count only a
+ * handful of its calls (or none at 32 in flight). The compute calls of the main run use the same windows.
+ */
+export function compareWindows(opts: BenchOptions): { warmupMs: number; windowMs: number } {
+  return { warmupMs: Math.max(opts.warmupMs, 500), windowMs: Math.max(opts.windowMs, 3000) };
+}
+
 /** One method at one in-flight level, `repeats` times; medians, with `pid`'s CPU over each window. */
 async function measure(opts: BenchOptions, call: Serve, guests: readonly AnchorGuest[], method: BenchMethod, c: number, pid: number): Promise<CompareFigure> {
   const reps: CompareFigure[] = [];
@@ -58,10 +66,8 @@ async function measure(opts: BenchOptions, call: Serve, guests: readonly AnchorG
     let cpu1 = 0;
     const r = await runClosedLoop({
       concurrency: c,
-      // The anchor answers in tens to hundreds of ms under load: short quick-mode windows would count
-      // only a handful of its calls (or none at 32 in flight).
-      warmupMs: Math.max(opts.warmupMs, 500),
-      durationMs: Math.max(opts.windowMs, 3000),
+      warmupMs: compareWindows(opts).warmupMs,
+      durationMs: compareWindows(opts).windowMs,
       call: (seq) => call(method, guests[seq % guests.length] as AnchorGuest),
       onMeasureStart: () => void (cpu0 = sampleProcess(pid).cpuSec),
       onMeasureEnd: () => void (cpu1 = sampleProcess(pid).cpuSec),
