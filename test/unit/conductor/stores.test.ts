@@ -149,6 +149,31 @@ describe('a guest that stops by itself', () => {
     expect(h.conductor.faults).toHaveLength(0); // guest-shutdown is the guest's own choice
   });
 
+  it.each([
+    ['killProcess', 'SHUTDOWN/disconnect'],
+    ['guestPanic', 'GUEST_PANICKED'],
+  ] as const)('after %s, QEMU\'s reason is kept as an instance fault and the instance is stopped', async (how, reason) => {
+    const h = build();
+    h.driver.addInstance({ name: NAME_A, uuid: UUID_A });
+    h.conductor.addInstance({ uuid: UUID_A, id: 10, host: 'host1', vm_state: 'active', task_state: null, power_state: 1 });
+    await h.sync.start();
+    h.driver[how](NAME_A);
+    await h.sync.close();
+    expect(h.conductor.faults).toEqual([expect.objectContaining({ instance_uuid: UUID_A, code: 500, host: 'host1', message: `Instance ${UUID_A} stopped by itself: QEMU reported ${reason}` })]);
+    expect(h.conductor.instances.get(UUID_A)).toMatchObject({ vm_state: 'stopped', task_state: null });
+    expect(h.conductor.actions.map((a) => a.action)).toEqual(['stop']);
+  });
+
+  it('leaves an instance alone when another host owns it now', async () => {
+    const h = build();
+    h.driver.addInstance({ name: NAME_A, uuid: UUID_A });
+    h.conductor.addInstance({ uuid: UUID_A, id: 10, host: 'host2', vm_state: 'active', task_state: null, power_state: 1 });
+    await h.sync.start();
+    h.driver.guestShutdown(NAME_A);
+    await h.sync.close();
+    expect(saves(h.conductor)).toHaveLength(0);
+  });
+
   it('does not touch a guest Nova has no instance for', async () => {
     const h = build();
     h.driver.addInstance({ name: NAME_A, uuid: UUID_A });
