@@ -306,8 +306,9 @@ async function measureCall(opts: BenchOptions, service: ServiceProcess, caller: 
     benchCpuPer1000: per1000(d('bench')),
     otherCpuPer1000: per1000(Math.max(0, d('machine') - known)),
     machineBusyShare: Math.min(1, d('machine') / sampledSec / os.availableParallelism()),
-    // Only when the service's driver reports its command counter (a 0 delta means it does not).
-    qmpPerCall: q0 !== null && q1 !== null && issued > 0 && q1 > q0 ? (q1 - q0) / issued : Number.NaN,
+    // Only when the service's driver reports its command counter (checked once at start: m0/m1 are null
+    // otherwise); then a 0 delta is a call that sent no monitor command, shown as 0, not as unknown.
+    qmpPerCall: q0 !== null && q1 !== null && issued > 0 ? (q1 - q0) / issued : Number.NaN,
     firstError: r.firstError,
   };
 }
