@@ -10,6 +10,7 @@ import { contextToMessage } from '../../src/rpc/context.js';
 import { decodeEnvelope, encodeEnvelope } from '../../src/rpc/envelope.js';
 import { sniffReplyTarget } from '../../src/rpc/message.js';
 import { instancePrimitive } from '../../src/rpc/objects/instance.js';
+import type { TimedInput } from './abuse.js';
 
 export type MutationKind =
   | 'wrong-type'
@@ -22,7 +23,8 @@ export type MutationKind =
   | 'wrong-oslo-version'
   | 'inner-not-json'
   | 'non-json'
-  | 'binary';
+  | 'binary'
+  | 'hostile-object';
 
 export interface FuzzCase {
   kind: MutationKind;
@@ -72,8 +74,28 @@ function deepJson(depth: number): string {
 }
 
 /** The arbitrary: a kind, a base call and the mutation's parameters. */
-function caseArbitrary(host: string, replyQ: string): fc.Arbitrary<{ kind: MutationKind; build: () => { body: Buffer; msgId: string } }> {
-  const kinds: MutationKind[] = ['wrong-type', 'missing-key', 'extra-keys', 'deep-nesting', 'huge-string', 'huge-array', 'invalid-utf8', 'wrong-oslo-version', 'inner-not-json', 'non-json', 'binary'];
+// NovaObject fields a driver could turn into a path or a name, and what to put there.
+const OBJECT_FIELDS = ['uuid', 'name', 'id', 'display_name', 'hostname', 'host', 'node', 'vm_state', 'power_state', 'task_state', 'project_id'];
+const OBJECT_KEYS = ['nova_object.name', 'nova_object.namespace', 'nova_object.version', 'nova_object.changes'];
+
+function hostileObject(msg: Record<string, unknown>, field: string, key: string, value: unknown): void {
+  const instance = (msg['args'] as Record<string, unknown> | undefined)?.['instance'] as Record<string, unknown> | undefined;
+  if (!instance) {
+    (msg['args'] as Record<string, unknown>)['instance'] = value;
+    return;
+  }
+  const data = instance['nova_object.data'] as Record<string, unknown>;
+  data[field] = value;
+  if (typeof value === 'string') instance[key] = value;
+}
+
+function caseArbitrary(host: string, replyQ: string, traversals: string[]): fc.Arbitrary<{ kind: MutationKind; label: string; build: () => { body: Buffer; msgId: string } }> {
+  const kinds: MutationKind[] = ['wrong-type', 'missing-key', 'extra-keys', 'deep-nesting', 'huge-string', 'huge-array', 'invalid-utf8', 'wrong-oslo-version', 'inner-not-json', 'non-json', 'binary', 'hostile-object', 'hostile-object'];
+  const hostileValue = fc.oneof(
+    { arbitrary: fc.constantFrom(...(traversals.length > 0 ? traversals : ['../x'])), weight: 4 },
+    { arbitrary: fc.constantFrom(-1, 0, 2 ** 53, 2 ** 31, 1.5, 1e308, -0, 0xffffffff + 1, '0xf00d', '1e3', 'instance-0000f00d', ''), weight: 2 },
+    { arbitrary: fc.jsonValue({ maxDepth: 2 }), weight: 1 },
+  );
   return fc
     .record({
       kind: fc.constantFrom(...kinds),
@@ -87,9 +109,13 @@ function caseArbitrary(host: string, replyQ: string): fc.Arbitrary<{ kind: Mutat
       bytes: fc.uint8Array({ minLength: 0, maxLength: 2048 }),
       cut: fc.nat(),
       version: fc.oneof(fc.constantFrom('1.0', '3.0', '', '2', 'x.y'), fc.integer(), fc.constant(null)),
+      field: fc.constantFrom(...OBJECT_FIELDS),
+      objectKey: fc.constantFrom(...OBJECT_KEYS),
+      hostile: hostileValue,
     })
     .map((p) => ({
       kind: p.kind,
+      label: `${p.kind} ${p.kind === 'hostile-object' ? `${p.field}=${JSON.stringify(p.hostile).slice(0, 60)}` : p.path} (${p.method % 5})`,
       build: () => {
         const msgId = hex();
         const msg: Record<string, unknown> = { ...baseMessage(p.method, host), _msg_id: msgId, _reply_q: replyQ };
@@ -138,6 +164,10 @@ function caseArbitrary(host: string, replyQ: string): fc.Arbitrary<{ kind: Mutat
           case 'binary':
             body = Buffer.from(p.bytes);
             break;
+          case 'hostile-object':
+            hostileObject(msg, p.field, p.objectKey, p.hostile);
+            body = encodeEnvelope(msg);
+            break;
         }
         return { body, msgId };
       },
@@ -167,24 +197,42 @@ export interface FuzzResult {
   failures: number;
   successes: number;
   seconds: number;
+  /** Each message with when it was published and when its answer came (= published when none is expected). */
+  timed: TimedInput[];
+  /** Answers whose text contained `secret`. */
+  leaks: string[];
 }
 
 /**
  * Publishes `count` fuzzed messages (seeded) to `compute.<host>` on `exchange`, at most `window` unanswered
  * at a time, and collects the replies on a queue of its own.
  */
-export async function runFuzz(opts: { amqpUrl: string; exchange: string; host: string; count: number; seed: number; window?: number; replyTimeoutMs?: number; onProgress?: (sent: number) => void }): Promise<FuzzResult> {
+export async function runFuzz(opts: {
+  amqpUrl: string;
+  exchange: string;
+  host: string;
+  count: number;
+  seed: number;
+  window?: number;
+  replyTimeoutMs?: number;
+  onProgress?: (sent: number) => void;
+  /** Path-like values the hostile-object mutations put in NovaObject fields. */
+  traversals?: string[];
+  /** Text no answer may contain (a canary file's content). */
+  secret?: string;
+}): Promise<FuzzResult> {
   const conn = await connect(opts.amqpUrl);
   const ch = await conn.createConfirmChannel();
   const replyQ = `reply_fuzz_${hex()}`;
   await ch.assertQueue(replyQ, { exclusive: true, autoDelete: true });
   const waiting = new Map<string, (ok: boolean) => void>();
-  const result: FuzzResult = { seed: opts.seed, sent: 0, byKind: {}, expectedReplies: 0, replies: 0, malformedReplies: 0, missingReplies: 0, failures: 0, successes: 0, seconds: 0 };
+  const result: FuzzResult = { seed: opts.seed, sent: 0, byKind: {}, expectedReplies: 0, replies: 0, malformedReplies: 0, missingReplies: 0, failures: 0, successes: 0, seconds: 0, timed: [], leaks: [] };
   await ch.consume(
     replyQ,
     (m: ConsumeMessage | null) => {
       if (!m) return;
       result.replies++;
+      if (opts.secret && m.content.toString('latin1').includes(opts.secret)) result.leaks.push(m.content.toString('latin1').slice(0, 200));
       let wellFormed = false;
       let msgId: unknown;
       try {
@@ -210,7 +258,7 @@ export async function runFuzz(opts: { amqpUrl: string; exchange: string; host: s
   const replyTimeoutMs = opts.replyTimeoutMs ?? 20_000;
   const inflight = new Set<Promise<void>>();
   const t0 = Date.now();
-  const arb = caseArbitrary(opts.host, replyQ);
+  const arb = caseArbitrary(opts.host, replyQ, opts.traversals ?? []);
   const chunk = 500;
   for (let base = 0; base < opts.count; base += chunk) {
     const cases = fc.sample(arb, { seed: opts.seed + base, numRuns: Math.min(chunk, opts.count - base) });
@@ -219,6 +267,8 @@ export async function runFuzz(opts: { amqpUrl: string; exchange: string; host: s
       result.byKind[c.kind] = (result.byKind[c.kind] ?? 0) + 1;
       result.sent++;
       const expect = answerable(body, msgId, replyQ);
+      const timed: TimedInput = { label: `#${result.sent - 1} ${c.label}, ${body.length} B`, start: Date.now(), end: Date.now() };
+      result.timed.push(timed);
       if (expect) {
         result.expectedReplies++;
         const p = new Promise<void>((resolve) => {
@@ -227,6 +277,7 @@ export async function runFuzz(opts: { amqpUrl: string; exchange: string; host: s
             resolve();
           }, replyTimeoutMs);
           waiting.set(msgId, () => {
+            timed.end = Date.now();
             clearTimeout(timer);
             resolve();
           });
