@@ -5,7 +5,11 @@
 import type { Logger } from '../logging.js';
 
 export interface BatcherOptions<T> {
-  /** Longest time a row waits for companions before its batch is written. */
+  /**
+   * Longest time a row waits for companions before its batch is written. 0 = group commit: the rows
+   * added in the same turn of the event loop, or while the previous batch is being written, go together,
+   * and a lone row waits for nothing but the end of the current turn.
+   */
   maxDelayMs: number;
   /** A batch is written as soon as this many rows wait; also the largest batch written. */
   maxRows: number;
@@ -31,7 +35,7 @@ export class BatcherClosed extends Error {
 
 export class WriteBehindBatcher<T> {
   private queue: Entry<T>[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: { cancel: () => void } | undefined;
   private writing: Promise<void> | undefined;
   private forced = false;
   private closed = false;
@@ -84,17 +88,25 @@ export class WriteBehindBatcher<T> {
   private arm(): void {
     if (this.timer || this.writing || this.queue.length === 0) return;
     const oldest = this.queue[0] as Entry<T>;
-    const wait = Math.max(0, oldest.enqueuedAt + this.opts.maxDelayMs - Date.now());
-    this.timer = setTimeout(() => {
+    const fire = (): void => {
       this.timer = undefined;
       this.kick(true);
-    }, wait);
+    };
+    // setTimeout(0) would still cost about a millisecond per lone row; setImmediate costs nothing.
+    if (this.opts.maxDelayMs === 0) {
+      const t = setImmediate(fire);
+      this.timer = { cancel: () => clearImmediate(t) };
+      return;
+    }
+    const wait = Math.max(0, oldest.enqueuedAt + this.opts.maxDelayMs - Date.now());
+    const t = setTimeout(fire, wait);
+    this.timer = { cancel: () => clearTimeout(t) };
   }
 
   private kick(timerFired = false): void {
     if (this.writing) return; // the running drain loop picks the rows up
     if (this.timer) {
-      clearTimeout(this.timer);
+      this.timer.cancel();
       this.timer = undefined;
     }
     this.writing = this.drain(timerFired).finally(() => {

@@ -18,7 +18,8 @@ import type {
 } from '../compute/tokens.js';
 import type { Logger } from '../logging.js';
 import { isDatabaseUnavailable } from './availability.js';
-import type { KnexConsoleAuthTokenRepository } from './console-auth-token-repository.js';
+import { WriteBehindBatcher } from './batcher.js';
+import { checkTokenInput, type ConsoleAuthTokenInput, type KnexConsoleAuthTokenRepository } from './console-auth-token-repository.js';
 import type { KnexDiagnosticsRepository } from './diagnostics-repository.js';
 import type { DurableWrites } from './durable-writes.js';
 import type { InstanceCache } from './instance-cache.js';
@@ -123,11 +124,18 @@ export class DatabaseActionStore implements ActionStore {
     private readonly writes: DurableWrites,
   ) {}
 
-  /** Without an API in front (novamon-manage rpc call), the action of this request is created here. */
+  /**
+   * Without an API in front (novamon-manage rpc call), the action of this request is created here, in
+   * the same statement as its event while the database answers; through the spool as two writes if not.
+   */
   async eventStart(ctx: RequestContext, e: Parameters<ActionStore['eventStart']>[1]): Promise<ActionEventHandle> {
-    const actionId = await this.start(ctx, e.instanceUuid, e.action);
+    const row = this.actionRow(ctx, e.instanceUuid, e.action);
+    const both = await this.writes.direct(() => this.repo.startWithEvent(row, e.event, e.host));
+    if (both.value) return { instanceUuid: e.instanceUuid, event: e.event, ...both.value };
+    const spool = { spool: both.tried };
+    const actionId = await this.writes.write('actions.start', row, [], () => this.repo.start(row), (seq) => -seq, spool);
     const id = this.writes.resolveId(actionId);
-    const eventId = await this.writes.write('actions.startEvent', { actionId: id, event: e.event, host: e.host }, [actionId], () => this.repo.startEvent(id, e.event, e.host), (seq) => -seq);
+    const eventId = await this.writes.write('actions.startEvent', { actionId: id, event: e.event, host: e.host }, [actionId], () => this.repo.startEvent(id, e.event, e.host), (seq) => -seq, spool);
     return { instanceUuid: e.instanceUuid, event: e.event, actionId, eventId };
   }
 
@@ -152,19 +160,37 @@ export class DatabaseActionStore implements ActionStore {
 
   /** The action of (instance, request id), created when missing; the id may be a spooled one. */
   private start(ctx: RequestContext, instanceUuid: string, action: string): Promise<number> {
-    const row = { action, instanceUuid, requestId: ctx.requestId ?? `req-${randomUUID()}`, userId: ctx.userId, projectId: ctx.projectId };
+    const row = this.actionRow(ctx, instanceUuid, action);
     return this.writes.write('actions.start', row, [], () => this.repo.start(row), (seq) => -seq);
+  }
+
+  private actionRow(ctx: RequestContext, instanceUuid: string, action: string) {
+    return { action, instanceUuid, requestId: ctx.requestId ?? `req-${randomUUID()}`, userId: ctx.userId, projectId: ctx.projectId };
   }
 }
 
+/**
+ * Console tokens go through a group-commit batcher: the tokens asked for while one INSERT is on its way
+ * share the next one. authorize() still resolves only once its row is committed (the proxy must find it).
+ */
 export class DatabaseConsoleTokenStore implements ConsoleTokenStore {
-  constructor(private readonly repo: KnexConsoleAuthTokenRepository) {}
+  private readonly batcher: WriteBehindBatcher<ConsoleAuthTokenInput>;
+
+  constructor(repo: KnexConsoleAuthTokenRepository, maxRows = 100) {
+    this.batcher = new WriteBehindBatcher({ maxDelayMs: 0, maxRows, write: (rows) => repo.createMany(rows) });
+  }
 
   async authorize(t: Parameters<ConsoleTokenStore['authorize']>[0]): Promise<string> {
     // Not spooled: a console token the proxy cannot read from the database would be useless anyway.
-    const token = randomUUID();
-    await this.repo.create({ ...t, token });
-    return token;
+    const input = { ...t, token: randomUUID() };
+    checkTokenInput(input);
+    await this.batcher.add(input);
+    return input.token;
+  }
+
+  /** Writes the tokens still queued. */
+  close(): Promise<void> {
+    return this.batcher.close();
   }
 }
 

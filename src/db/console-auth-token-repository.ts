@@ -70,26 +70,39 @@ export function consoleTokenFromRow(row: DbRow): ConsoleAuthTokenRow {
 
 const TABLE = 'console_auth_tokens';
 
+/** Throws for a token the table must not hold (empty, or a ttl that is not a positive integer). */
+export function checkTokenInput(input: ConsoleAuthTokenInput): void {
+  if (input.token.length === 0) throw new Error('console token must not be empty');
+  if (!Number.isInteger(input.ttlSeconds) || input.ttlSeconds <= 0) throw new Error(`console token ttl ${input.ttlSeconds} must be a positive integer`);
+}
+
+function tokenRow(input: ConsoleAuthTokenInput, now: Date): DbRow {
+  checkTokenInput(input);
+  return {
+    token_hash: sha256Hex(input.token),
+    console_type: input.consoleType,
+    host: input.host,
+    port: input.port,
+    internal_access_path: input.internalAccessPath ?? null,
+    instance_uuid: input.instanceUuid,
+    access_url_base: input.accessUrlBase ?? null,
+    expires: epochSeconds(now) + input.ttlSeconds,
+  };
+}
+
 export class KnexConsoleAuthTokenRepository implements ConsoleAuthTokenRepository {
   constructor(private readonly db: Database) {}
 
   async create(input: ConsoleAuthTokenInput, opts: { now?: Date } = {}): Promise<ConsoleAuthTokenRow> {
-    if (input.token.length === 0) throw new Error('console token must not be empty');
-    if (!Number.isInteger(input.ttlSeconds) || input.ttlSeconds <= 0) throw new Error(`console token ttl ${input.ttlSeconds} must be a positive integer`);
-    const rows = (await this.db
-      .knex(TABLE)
-      .insert({
-        token_hash: sha256Hex(input.token),
-        console_type: input.consoleType,
-        host: input.host,
-        port: input.port,
-        internal_access_path: input.internalAccessPath ?? null,
-        instance_uuid: input.instanceUuid,
-        access_url_base: input.accessUrlBase ?? null,
-        expires: epochSeconds(opts.now ?? new Date()) + input.ttlSeconds,
-      })
-      .returning('*')) as DbRow[];
+    const rows = (await this.db.knex(TABLE).insert(tokenRow(input, opts.now ?? new Date())).returning('*')) as DbRow[];
     return consoleTokenFromRow(rows[0] as DbRow);
+  }
+
+  /** Several tokens in one INSERT (one round trip, one commit): the batched path of compute's token store. */
+  async createMany(inputs: readonly ConsoleAuthTokenInput[], opts: { now?: Date } = {}): Promise<void> {
+    if (inputs.length === 0) return;
+    const now = opts.now ?? new Date();
+    await this.db.knex(TABLE).insert(inputs.map((i) => tokenRow(i, now)));
   }
 
   async validate(token: string, opts: { now?: Date } = {}): Promise<ConsoleAuthTokenRow | null> {

@@ -31,10 +31,10 @@ export class DurableWrites {
    * still wait. `refs` are ids the write points at; one not yet applied forces the spool. `fromSeq`
    * gives the caller's answer for a spooled write (a local id for writes that create a row).
    */
-  async write<T>(op: SpooledOp, args: Record<string, unknown>, refs: number[], direct: () => Promise<T>, fromSeq: (seq: number) => T): Promise<T> {
+  async write<T>(op: SpooledOp, args: Record<string, unknown>, refs: number[], direct: () => Promise<T>, fromSeq: (seq: number) => T, opts: { spool?: boolean } = {}): Promise<T> {
     const s = this.spool;
     if (!s) return direct();
-    const mustSpool = s.pending > 0 || refs.some((id) => s.isUnresolved(id));
+    const mustSpool = opts.spool === true || s.pending > 0 || refs.some((id) => s.isUnresolved(id));
     if (!mustSpool) {
       try {
         return await direct();
@@ -46,6 +46,23 @@ export class DurableWrites {
     const seq = await s.append(op, args);
     this.spooled++;
     return fromSeq(seq);
+  }
+
+  /**
+   * A write that has no spooled form of its own (several rows in one statement): runs it when it may
+   * go straight to the database; null when it may not or the database is away, and then the caller
+   * makes the same rows with write() calls, `{ spool: true }` when this returned null after trying.
+   */
+  async direct<T>(fn: () => Promise<T>): Promise<{ value: T } | { value: null; tried: boolean }> {
+    if (!this.spool) return { value: await fn() };
+    if (this.behind) return { value: null, tried: false };
+    try {
+      return { value: await fn() };
+    } catch (err) {
+      if (!isDatabaseUnavailable(err)) throw err;
+      this.log?.warn({ err: String(err) }, 'database unavailable; spooling the writes');
+      return { value: null, tried: true };
+    }
   }
 
   /** The database id for `id`, which may be a local id handed out for a spooled write. */

@@ -121,6 +121,32 @@ export class KnexInstanceActionRepository implements InstanceActionRepository {
     return intCol(rows[0] as DbRow, 'id');
   }
 
+  /**
+   * start() and startEvent() in one statement: one round trip, one commit, and never an action row
+   * without the event it was started for.
+   */
+  async startWithEvent(input: ActionStart, event: string, host: string | null): Promise<{ actionId: number; eventId: number }> {
+    const k = this.db.knex;
+    const action = k(ACTIONS)
+      .insert({
+        action: input.action,
+        instance_uuid: input.instanceUuid,
+        request_id: input.requestId,
+        user_id: input.userId ?? null,
+        project_id: input.projectId ?? null,
+      })
+      .onConflict(['instance_uuid', 'request_id'])
+      .merge({ updated_at: k.fn.now() })
+      .returning('id');
+    const rows = (await k
+      .with('a', action)
+      .insert(k.select('a.id', k.raw('?', [event]), k.raw('?', [host])).from('a'))
+      .into(k.raw('?? (action_id, event, host)', [EVENTS]))
+      .returning(['id', 'action_id'])) as DbRow[];
+    const row = rows[0] as DbRow;
+    return { actionId: intCol(row, 'action_id'), eventId: intCol(row, 'id') };
+  }
+
   async startEvent(actionId: number, event: string, host: string | null): Promise<number> {
     const rows = (await this.db.knex(EVENTS).insert({ action_id: actionId, event, host }).returning('id')) as DbRow[];
     return intCol(rows[0] as DbRow, 'id');

@@ -60,15 +60,17 @@ export function createComputeStores(db: Database, logger?: Logger, options: Comp
   const log = logger?.child({ component: 'compute-stores' });
   const writes = openSpool(db, log, options);
   const diagnostics = new DatabaseDiagnosticsStore(new KnexDiagnosticsRepository(db), writes);
+  const tokens = new DatabaseConsoleTokenStore(new KnexConsoleAuthTokenRepository(db));
   return {
     instances: new DatabaseInstanceStore(new KnexInstanceRepository(db), writes, new InstanceCache(), log),
     faults: new DatabaseFaultStore(new KnexInstanceFaultRepository(db), writes),
     actions: new DatabaseActionStore(new KnexInstanceActionRepository(db), writes),
-    tokens: new DatabaseConsoleTokenStore(new KnexConsoleAuthTokenRepository(db)),
+    tokens,
     diagnostics,
     audit: new DatabaseMonitorAuditStore(new KnexMonitorAuditRepository(db), writes),
     spoolStats: () => writes.stats(),
     close: async () => {
+      await tokens.close();
       await diagnostics.close();
       await writes.close();
     },

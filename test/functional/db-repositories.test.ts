@@ -147,6 +147,25 @@ describe.each(['postgresql', 'pglite'] as const)('repositories on %s', (kind) =>
       await expect(repo.finishEvent(2_000_000_000, 'Success')).rejects.toThrow(/does not exist/);
     });
 
+    it('starts an action and its event in one statement, reusing the action of the same request', async () => {
+      const repo = new KnexInstanceActionRepository(t.db);
+      const uuid = randomUUID();
+      const requestId = `req-${randomUUID()}`;
+      const first = await repo.startWithEvent({ action: 'pause', instanceUuid: uuid, requestId, userId: 'u', projectId: 'p' }, 'compute_pause_instance', 'cmp1');
+      const second = await repo.startWithEvent({ action: 'pause', instanceUuid: uuid, requestId }, 'compute_other', null);
+      expect(second.actionId).toBe(first.actionId);
+      expect(second.eventId).not.toBe(first.eventId);
+      await repo.finishEvent(first.eventId, 'Success');
+      await repo.finishEvent(second.eventId, 'Success');
+      const action = await repo.getByRequestId(uuid, requestId);
+      expect(action).toMatchObject({ id: first.actionId, action: 'pause', userId: 'u', projectId: 'p' });
+      expect(action?.finishTime).toBeInstanceOf(Date);
+      expect(action?.events.map((e) => [e.event, e.host, e.result])).toEqual([
+        ['compute_pause_instance', 'cmp1', 'Success'],
+        ['compute_other', null, 'Success'],
+      ]);
+    });
+
     it('lists actions newest first and finds nothing for an unknown request', async () => {
       const repo = new KnexInstanceActionRepository(t.db);
       const uuid = randomUUID();
@@ -183,6 +202,16 @@ describe.each(['postgresql', 'pglite'] as const)('repositories on %s', (kind) =>
       expect(await repo.validate(other, { now: later })).not.toBeNull();
       expect(await repo.deleteForInstance(instanceUuid)).toBe(1);
       expect(await repo.validate(other, { now })).toBeNull();
+    });
+
+    it('writes several tokens in one INSERT, each valid on its own, and refuses a bad one before writing', async () => {
+      const repo = new KnexConsoleAuthTokenRepository(t.db);
+      const instanceUuid = randomUUID();
+      const tokens = [randomUUID(), randomUUID(), randomUUID()];
+      await repo.createMany(tokens.map((token, i) => ({ token, consoleType: 'novnc', host: '127.0.0.1', port: 5900 + i, instanceUuid, ttlSeconds: 600 })));
+      for (const [i, token] of tokens.entries()) expect(await repo.validate(token)).toMatchObject({ instanceUuid, port: 5900 + i });
+      await expect(repo.createMany([{ token: randomUUID(), consoleType: 'novnc', host: 'h', port: 1, instanceUuid, ttlSeconds: 600 }, { token: '', consoleType: 'novnc', host: 'h', port: 2, instanceUuid, ttlSeconds: 600 }])).rejects.toThrow(/must not be empty/);
+      expect(await repo.deleteForInstance(instanceUuid)).toBe(3);
     });
   });
 

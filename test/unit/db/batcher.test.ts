@@ -73,4 +73,24 @@ describe('WriteBehindBatcher', () => {
     await expect(b.add(3)).rejects.toBeInstanceOf(BatcherClosed);
     expect(b.pending).toBe(0);
   });
+
+  it('with maxDelayMs 0, groups the rows of one turn and those added while a batch is written', async () => {
+    const r = recorder();
+    const b = new WriteBehindBatcher({ maxDelayMs: 0, maxRows: 100, write: r.write });
+    const first = [1, 2, 3].map((n) => b.add(n));
+    // The first batch is being written (the recorder takes 5 ms): these wait and go together next.
+    await new Promise((res) => setImmediate(res));
+    const second = [4, 5].map((n) => b.add(n));
+    await Promise.all([...first, ...second]);
+    expect(r.batches).toEqual([[1, 2, 3], [4, 5]]);
+  });
+
+  it('with maxDelayMs 0, a lone row does not wait for a timer', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const batches: number[][] = [];
+    const b = new WriteBehindBatcher({ maxDelayMs: 0, maxRows: 100, write: async (rows: number[]) => void batches.push(rows) });
+    // Fake timers never fire here: only an immediate can write the row.
+    await b.add(7);
+    expect(batches).toEqual([[7]]);
+  });
 });
