@@ -143,13 +143,13 @@ export class DatabaseActionStore implements ActionStore {
     const w = this.writes;
     const actionId = handle.actionId ?? 0;
     const eventId = handle.eventId ?? 0;
-    const { result, traceback } = outcome;
+    const { result, traceback, details } = outcome;
     return w.write(
       'actions.finishEvent',
-      { actionId: w.resolveId(actionId), eventId: w.resolveId(eventId), result, traceback },
+      { actionId: w.resolveId(actionId), eventId: w.resolveId(eventId), result, traceback, details },
       [actionId, eventId],
       // finishEvent also closes the action once its last event is done: one transaction, no second trip.
-      () => this.repo.finishEvent(w.resolveId(eventId), result, traceback),
+      () => this.repo.finishEvent(w.resolveId(eventId), result, traceback, details),
       () => undefined,
     );
   }

@@ -64,7 +64,7 @@ async function applyEntry(repos: Repos, e: SpoolEntry, resolve: (id: number) => 
     case 'actions.startEvent':
       return repos.actions.startEvent(id('actionId'), a['event'] as string, a['host'] as string);
     case 'actions.finishEvent':
-      await repos.actions.finishEvent(id('eventId'), a['result'] as 'Success' | 'Error', (a['traceback'] as string | null) ?? null);
+      await repos.actions.finishEvent(id('eventId'), a['result'] as 'Success' | 'Error', (a['traceback'] as string | null) ?? null, (a['details'] as string | null) ?? null);
       return undefined;
     case 'diagnostics.record': {
       const s = a as unknown as DiagnosticsSnapshotInput & { capturedAt?: string };

@@ -13,6 +13,7 @@ import { InstanceResolver } from '../compute/instance-resolver.js';
 import { InstanceRecorder } from '../compute/recorder.js';
 import { MonitorPolicy } from '../compute/monitor-policy.js';
 import { ComputeForensics } from '../compute/forensics.js';
+import { GuestRunEventLog } from '../compute/run-events.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
 import { createDatabase, Database } from '../db/knex.js';
 import { syncSchema } from '../db/migrate.js';
@@ -113,4 +114,5 @@ export async function bindCompute(container: Container, config: Config, logger: 
   container.bind(MonitorPolicy).toSelf().inSingletonScope();
   container.bind(PowerStateSync).toSelf().inSingletonScope();
   container.bind(ComputeForensics).toSelf().inSingletonScope();
+  container.bind(GuestRunEventLog).toSelf().inSingletonScope();
 }

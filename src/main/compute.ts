@@ -14,6 +14,7 @@ import { RpcServer } from '../rpc/server.js';
 import { computeEndpoints } from '../rpc/endpoints/compute.js';
 import { NovamonEndpoint } from '../rpc/endpoints/novamon.js';
 import { ComputeForensics } from '../compute/forensics.js';
+import { GuestRunEventLog } from '../compute/run-events.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
@@ -38,6 +39,9 @@ async function main(argv: string[]): Promise<void> {
   const forensics = container.get(ComputeForensics);
   const overridden = container.get(MonitorPolicy).overridden;
   if (overridden.length > 0) log.warn({ overridden }, '[monitor] passthrough_allowed_commands lists commands the built-in deny list refuses; they stay refused');
+  const runEvents = container.get(GuestRunEventLog);
+  // Listening before the driver connects, so the first connections' shutdowns and panics are kept too.
+  runEvents.start();
 
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
@@ -75,6 +79,7 @@ async function main(argv: string[]): Promise<void> {
     // Nova keeps the service row: nova-api shows the host down once service_down_time has passed.
     () => member?.membership.close(),
     () => sync.close(),
+    () => runEvents.close(),
     () => container.get<ComputeStoresWithClose>(ComputeStores).close(),
     () => driver.close(),
     () => member?.rpc.close(),

@@ -122,6 +122,28 @@ export interface LifecycleEvent {
 
 export type LifecycleListener = (event: LifecycleEvent) => void;
 
+/** The hypervisor events that say why a guest went down or restarted. */
+export type GuestRunEventName = 'SHUTDOWN' | 'RESET' | 'GUEST_PANICKED' | 'GUEST_CRASHLOADED';
+
+/** One of those events, as the hypervisor reported it (QEMU's SHUTDOWN/RESET data, GUEST_PANICKED's action and info). */
+export interface GuestRunEvent {
+  readonly name: string;
+  readonly uuid: string | null;
+  readonly event: GuestRunEventName;
+  /** QEMU's reason (guest-shutdown, host-qmp-quit, guest-reset, host-signal, ...), when it gave one. */
+  readonly reason: string | null;
+  /** Whether the guest itself asked for it, when the hypervisor says. */
+  readonly guest: boolean | null;
+  /** For panics and crash loads: what QEMU did about it (pause, poweroff, run). */
+  readonly action: string | null;
+  /** For panics: QEMU's panic information (hyper-v or s390 details), untrusted. */
+  readonly info: Record<string, unknown> | null;
+  /** Epoch milliseconds, from the hypervisor's event timestamp. */
+  readonly timestamp: number;
+}
+
+export type GuestRunEventListener = (event: GuestRunEvent) => void;
+
 /** Why a guest's run state is what it is: the event (or look) that last changed it. */
 export interface StateReason {
   /** The hypervisor's event name (QEMU: STOP, SHUTDOWN, RESET, ...), `query-status` when learnt by asking, `disconnect`. */
@@ -327,6 +349,9 @@ export interface ComputeDriver {
 
   /** Subscribe to changes of those views (a listener must not throw or block); returns the unsubscribe function. */
   onGuestChange?(listener: GuestChangeListener): () => void;
+
+  /** Subscribe to every shutdown, reset, panic and crash-load the hypervisor reports; absent when it reports none. */
+  onGuestRunEvent?(listener: GuestRunEventListener): () => void;
 
   /** Release every connection; pending work fails promptly. */
   close(): Promise<void>;

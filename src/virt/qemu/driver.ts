@@ -17,6 +17,7 @@ import type {
   Diagnostics,
   DiscoveredInstance,
   GuestChangeListener,
+  GuestRunEventListener,
   GuestView,
   InstanceInfo,
   InstanceRef,
@@ -119,6 +120,10 @@ export class QemuDriver implements ComputeDriver {
 
   onLifecycleEvent(listener: LifecycleListener): () => void {
     return this.host.onLifecycleEvent(listener);
+  }
+
+  onGuestRunEvent(listener: GuestRunEventListener): () => void {
+    return this.host.onGuestRunEvent(listener);
   }
 
   onGuestChange(listener: GuestChangeListener): () => void {

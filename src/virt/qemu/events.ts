@@ -2,7 +2,7 @@
 // power-off sends SHUTDOWN then STOP (the guest is off, not paused), a reset of a stopped guest leaves it in
 // `prelaunch` without another event, and a STOP after BLOCK_IO_ERROR or WATCHDOG is an io-error or watchdog stop.
 
-import type { LifecycleTransition } from '../driver.js';
+import type { GuestRunEvent, GuestRunEventName, LifecycleTransition } from '../driver.js';
 import { PowerState } from '../power-state.js';
 
 /** The subset of a QMP event the mapping needs (matches src/qmp's QmpEvent). */
@@ -84,4 +84,28 @@ export function transitionBetween(previous: PowerState | undefined, next: PowerS
     default:
       return null;
   }
+}
+
+const GUEST_RUN_EVENTS = new Set<string>(['SHUTDOWN', 'RESET', 'GUEST_PANICKED', 'GUEST_CRASHLOADED']);
+
+/**
+ * The GuestRunEvent a QMP event is, or null. The registry's own SHUTDOWN/disconnect (a dropped socket,
+ * not something QEMU said) is not one. Values QEMU (or a guest through it) controls are type-checked.
+ */
+export function guestRunEvent(name: string, uuid: string | null, event: MonitorEvent): GuestRunEvent | null {
+  if (!GUEST_RUN_EVENTS.has(event.event)) return null;
+  const data = event.data ?? {};
+  const reason = str(data['reason']) ?? null;
+  if (event.event === 'SHUTDOWN' && reason === 'disconnect') return null;
+  const info = data['info'];
+  return {
+    name,
+    uuid,
+    event: event.event as GuestRunEventName,
+    reason: reason === null ? null : reason.slice(0, 64),
+    guest: typeof data['guest'] === 'boolean' ? data['guest'] : null,
+    action: str(data['action'])?.slice(0, 32) ?? null,
+    info: info && typeof info === 'object' && !Array.isArray(info) ? (info as Record<string, unknown>) : null,
+    timestamp: eventTimestampMs(event, Date.now()),
+  };
 }

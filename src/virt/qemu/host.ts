@@ -8,10 +8,10 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { QmpEvent } from '../../qmp/connection.js';
 import type { QmpMonitorRegistry } from '../../qmp/monitor-registry.js';
-import type { DiscoveredInstance, GuestChangeListener, LifecycleEvent, LifecycleListener } from '../driver.js';
+import type { DiscoveredInstance, GuestChangeListener, GuestRunEventListener, LifecycleEvent, LifecycleListener } from '../driver.js';
 import type { InstanceNameTemplate } from '../instance-name.js';
 import { PowerState } from '../power-state.js';
-import { transitionBetween } from './events.js';
+import { guestRunEvent, transitionBetween } from './events.js';
 import { QemuGuest, type QemuContext } from './guest.js';
 import { GuestModel, type ModelChange } from './model.js';
 import { guestView } from './view.js';
@@ -27,6 +27,7 @@ interface ModelEntry {
 export class QemuHost {
   private readonly lifecycleListeners = new Set<LifecycleListener>();
   private readonly changeListeners = new Set<GuestChangeListener>();
+  private readonly runEventListeners = new Set<GuestRunEventListener>();
   /** The power state we last reported (or first saw) per guest, across connections. */
   private readonly reported = new Map<string, PowerState>();
   /** The guest's own uuid per name, kept after its QEMU is gone. */
@@ -149,11 +150,25 @@ export class QemuHost {
     return () => this.changeListeners.delete(listener);
   }
 
+  onGuestRunEvent(listener: GuestRunEventListener): () => void {
+    this.runEventListeners.add(listener);
+    return () => this.runEventListeners.delete(listener);
+  }
+
   private onMonitorEvent(socketPath: string, event: QmpEvent): void {
     if (path.dirname(socketPath) !== this.ctx.instancesPath || !socketPath.endsWith('.monitor')) return;
     const name = path.basename(socketPath, '.monitor');
     if (!this.nameTemplate.matches(name)) return;
     const entry = this.models.get(name);
+    const run = guestRunEvent(name, entry?.model.uuid ?? this.uuids.get(name) ?? null, event);
+    for (const listener of this.runEventListeners) {
+      if (!run) break;
+      try {
+        listener(run);
+      } catch (err) {
+        this.logger.error({ err, instance: name }, 'guest run event listener failed');
+      }
+    }
     if (event.event === 'SHUTDOWN' && event.data?.['reason'] === 'disconnect') {
       // The registry's word that the connection dropped without our asking: QEMU is gone.
       if (entry && this.monitors.connectionOf(socketPath) !== entry.model.connection) entry.model.markOffline('disconnect');
