@@ -67,6 +67,11 @@ export const options = {
     wait_soft_reboot_seconds: opt(int(0, 3600), 120,
       'Seconds a soft reboot waits for the guest to shut down before rebooting it hard (Nova\'s option; qemu driver too).'),
   },
+  qemu: {
+    emulators: opt(list, ['/usr/bin/qemu-system-x86_64'],
+      'Absolute paths of the QEMU binaries the qemu driver accepts: a process serving a monitor socket must run one, and ' +
+      'power_on relaunches a stopped guest with one of these only (never the recorded argv[0]).'),
+  },
   monitor: {
     command_timeout: opt(num(0.1, 3600), 10, 'Seconds a monitor command may take before it fails with a timeout.'),
     connect_timeout: opt(num(0.1, 600), 5, 'Seconds to connect to a monitor socket and receive QEMU\'s greeting.'),

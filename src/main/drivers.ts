@@ -31,6 +31,7 @@ export async function createDriver(config: Config, logger: Logger): Promise<Comp
         host: config.DEFAULT.host,
         logger: logger.child({ component: 'qemu-driver' }),
         stateDir: path.join(config.DEFAULT.state_path, 'qemu'),
+        emulators: config.qemu.emulators,
         softRebootWaitSeconds: config.libvirt.wait_soft_reboot_seconds,
         proxyClientAddress: config.vnc.server_proxyclient_address,
       });

@@ -42,6 +42,7 @@ import { guestScreenshot, guestTriggerCrashDump } from './forensics.js';
 import { guestView } from './view.js';
 
 export const QemuDriverOptions = Symbol.for('novamon.QemuDriverOptions');
+export const DEFAULT_EMULATORS: readonly string[] = ['/usr/bin/qemu-system-x86_64'];
 export interface QemuDriverOptions {
   /** Directory of `<name>.monitor` sockets (and, by convention, `<name>.console.log` and `<name>.pid`). */
   instancesPath: string;
@@ -53,6 +54,8 @@ export interface QemuDriverOptions {
   logger: Logger;
   /** Where the driver keeps its records of guests' command lines (for relaunching). */
   stateDir: string;
+  /** QEMU binaries guests must run and power_on may start; default /usr/bin/qemu-system-x86_64. */
+  emulators?: readonly string[];
   /** How long a soft reboot waits for the guest to shut down before rebooting hard (Nova: 120 s). */
   softRebootWaitSeconds?: number;
   /** Address consoles are reached on when QEMU listens on a wildcard (Nova's server_proxyclient_address). */
@@ -88,6 +91,7 @@ export class QemuDriver implements ComputeDriver {
     this.ctx = {
       instancesPath: path.resolve(opts.instancesPath),
       stateDir: path.resolve(opts.stateDir),
+      emulators: opts.emulators ?? DEFAULT_EMULATORS,
       monitors: opts.monitors,
       commandTimeoutMs: opts.commandTimeoutMs,
       softRebootWaitMs: (opts.softRebootWaitSeconds ?? 120) * 1000,

@@ -18,12 +18,14 @@ import { capConsoleLogs } from '../console-history.js';
 import { consoleLogFilesFromCmdline } from './console.js';
 import { loadRecord, relaunch, saveRecord, type GuestRecord } from './launcher.js';
 import type { GuestModel } from './model.js';
-import { findPidServing, isAlive, readCmdline, readCwd, verifyPid } from './proc.js';
+import { findPidServing, isAlive, readCmdline, readCwd, readExe, verifyPid } from './proc.js';
 
 /** What every guest shares with its driver. */
 export interface QemuContext {
   readonly instancesPath: string;
   readonly stateDir: string;
+  /** QEMU binaries a guest's process must run and power_on may start ([qemu] emulators). */
+  readonly emulators: readonly string[];
   readonly monitors: QmpMonitorRegistry;
   readonly commandTimeoutMs: number;
   readonly softRebootWaitMs: number;
@@ -142,7 +144,7 @@ export class QemuGuest {
   }
 
   record(): Promise<GuestRecord | null> {
-    return loadRecord(this.ctx.stateDir, this.name);
+    return loadRecord(this.ctx.stateDir, this.name, (why) => this.log.error({ reason: why }, 'launch record refused: not written by novamon'));
   }
 
   /** A guest "exists" while its socket does or we hold a record of how to start it. */
@@ -163,7 +165,7 @@ export class QemuGuest {
       // serving the socket: re-reading /proc on every diagnostics call would prove nothing new.
       const live = this.ctx.monitors.connectionOf(this.socketPath);
       if (live !== null && this.ctx.pidVerifiedFor.get(this.name) === live) return cached;
-      if (await verifyPid(cached, this.socketPath)) {
+      if (await verifyPid(cached, this.socketPath, this.ctx.emulators)) {
         if (live !== null) this.ctx.pidVerifiedFor.set(this.name, live);
         return cached;
       }
@@ -172,11 +174,11 @@ export class QemuGuest {
     let pid: number | null = null;
     try {
       const fromFile = Number((await readFile(this.pidfilePath, 'latin1')).trim());
-      if (Number.isInteger(fromFile) && fromFile > 0 && (await verifyPid(fromFile, this.socketPath))) pid = fromFile;
+      if (Number.isInteger(fromFile) && fromFile > 0 && (await verifyPid(fromFile, this.socketPath, this.ctx.emulators))) pid = fromFile;
     } catch {
       // No pidfile: QEMU was started without -pidfile, or somewhere else.
     }
-    pid ??= await findPidServing(this.socketPath);
+    pid ??= await findPidServing(this.socketPath, this.ctx.emulators);
     if (pid === null) this.ctx.pids.delete(this.name);
     else this.ctx.pids.set(this.name, pid);
     return pid;
@@ -191,6 +193,7 @@ export class QemuGuest {
       name: this.name,
       uuid,
       argv,
+      exe: await readExe(pid),
       cwd: (await readCwd(pid)) ?? '/',
       recordedAt: new Date().toISOString(),
       poweredOff,
@@ -336,7 +339,7 @@ export class QemuGuest {
     // The relaunched QEMU appends to its console log: earlier boots stay, cut to a cap first.
     await capConsoleLogs(consoleLogFilesFromCmdline(record.argv).map((f) => path.resolve(record.cwd, f)), this.log);
     this.log.info('relaunching QEMU from its recorded command line');
-    await relaunch(record, this.pidfilePath, timeoutMs);
+    await relaunch(record, this.pidfilePath, timeoutMs, { emulators: this.ctx.emulators, instancesPath: this.ctx.instancesPath });
     await saveRecord(this.ctx.stateDir, { ...record, poweredOff: false });
     const deadline = Date.now() + timeoutMs;
     for (;;) {

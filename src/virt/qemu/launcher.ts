@@ -4,9 +4,11 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { InternalError } from '../../exception.js';
 import { pathInside } from '../instance-name.js';
+import { argvVerdict, emulatorFor, readTrustedRecord, type LaunchPolicy } from './launch-policy.js';
 
 /** What we know about how a guest was started, kept as `<stateDir>/<name>.json`. */
 export interface GuestRecord {
@@ -14,6 +16,8 @@ export interface GuestRecord {
   uuid: string | null;
   /** QEMU's argv as /proc showed it (argv[0] is the program). */
   argv: string[];
+  /** The resolved executable (/proc/<pid>/exe) when recorded; null in records from older releases. */
+  exe: string | null;
   /** QEMU's working directory, for relative paths in argv. */
   cwd: string;
   recordedAt: string;
@@ -21,21 +25,26 @@ export interface GuestRecord {
   poweredOff: boolean;
 }
 
-export async function loadRecord(stateDir: string, name: string): Promise<GuestRecord | null> {
+/**
+ * The guest's record, or null when there is none or it cannot be trusted (`onRefused` hears why): see
+ * launch-policy.ts for what novamon accepts as a record it wrote itself.
+ */
+export async function loadRecord(stateDir: string, name: string, onRefused?: (why: string) => void): Promise<GuestRecord | null> {
   const file = pathInside(stateDir, name, '.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
+  const read = await readTrustedRecord(stateDir, file);
+  if (read === null) return null;
+  if ('refused' in read) {
+    onRefused?.(read.refused);
     return null;
   }
   try {
-    const r = JSON.parse(text) as Partial<GuestRecord>;
+    const r = JSON.parse(read.text) as Partial<GuestRecord>;
     if (r.name !== name || !Array.isArray(r.argv) || r.argv.length === 0 || !r.argv.every((a) => typeof a === 'string')) return null;
     return {
       name,
       uuid: typeof r.uuid === 'string' ? r.uuid : null,
       argv: r.argv,
+      exe: typeof r.exe === 'string' ? r.exe : null,
       cwd: typeof r.cwd === 'string' ? r.cwd : '/',
       recordedAt: typeof r.recordedAt === 'string' ? r.recordedAt : '',
       poweredOff: r.poweredOff === true,
@@ -50,7 +59,8 @@ export async function saveRecord(stateDir: string, record: GuestRecord): Promise
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const file = pathInside(stateDir, record.name, '.json');
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
+  // wx: never through a file or symlink someone planted under the temporary name.
+  await writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
   await rename(tmp, file);
 }
 
@@ -70,12 +80,20 @@ export function relaunchArgv(argv: readonly string[], pidfile: string): string[]
   return out;
 }
 
-/** Run QEMU from a record and wait for the daemonizing parent to exit (= the guest is up). */
-export async function relaunch(record: GuestRecord, pidfile: string, timeoutMs: number): Promise<void> {
-  const [program, ...args] = relaunchArgv(record.argv, pidfile);
-  if (!program) throw new InternalError(`no command line recorded for ${record.name}`);
+/**
+ * Run QEMU from a record and wait for the daemonizing parent to exit (= the guest is up). The program is
+ * the configured emulator the record names, never argv[0]; arguments the launch policy refuses are an
+ * InternalError naming the reason, and nothing runs.
+ */
+export async function relaunch(record: GuestRecord, pidfile: string, timeoutMs: number, policy: LaunchPolicy): Promise<void> {
+  const [argv0, ...args] = relaunchArgv(record.argv, pidfile);
+  if (argv0 === undefined) throw new InternalError(`no command line recorded for ${record.name}`);
+  const program = await emulatorFor(record.exe, argv0, policy);
+  if (program === null) throw new InternalError(`refusing to relaunch ${record.name}: ${record.exe ?? argv0} is not a configured emulator ([qemu] emulators)`);
+  const why = argvVerdict(args, policy, record.cwd);
+  if (why !== null) throw new InternalError(`refusing to relaunch ${record.name}: ${why}`);
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(program, args, { cwd: record.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(program, args, { cwd: record.cwd, stdio: ['ignore', 'ignore', 'pipe'], argv0: path.basename(program) });
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {

@@ -3,7 +3,7 @@
 // than guessing when a file is missing or unparsable.
 
 import { execFile } from 'node:child_process';
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 
 let clockTicks: Promise<number> | undefined;
@@ -122,15 +122,33 @@ export function cmdlineServesSocket(argv: readonly string[], socketPath: string,
   return false;
 }
 
-/** The live pid serving `socketPath`, if it still does. */
-export async function verifyPid(pid: number, socketPath: string): Promise<boolean> {
+/** The process's executable (/proc/<pid>/exe), " (deleted)" removed after a package upgrade; null if unreadable. */
+export async function readExe(pid: number): Promise<string | null> {
+  try {
+    return (await readlink(`/proc/${pid}/exe`)).replace(/ \(deleted\)$/, '');
+  } catch {
+    return null;
+  }
+}
+
+/** Is the process running one of `emulators`? Its arguments are its own to rewrite; its exe is not. */
+export async function runsEmulator(pid: number, emulators: readonly string[]): Promise<boolean> {
+  const exe = await readExe(pid);
+  if (exe === null) return false;
+  for (const e of emulators) if (exe === e || exe === (await realpath(e).catch(() => e))) return true;
+  return false;
+}
+
+/** The live pid serving `socketPath`, if it still does, and runs a configured emulator when `emulators` is given. */
+export async function verifyPid(pid: number, socketPath: string, emulators?: readonly string[]): Promise<boolean> {
   if (!(await isAlive(pid))) return false;
+  if (emulators && !(await runsEmulator(pid, emulators))) return false;
   const argv = await readCmdline(pid);
   return argv !== null && cmdlineServesSocket(argv, socketPath, await readCwd(pid));
 }
 
 /** Scan /proc for the process whose command line serves `socketPath` (the slow path, no pidfile). */
-export async function findPidServing(socketPath: string): Promise<number | null> {
+export async function findPidServing(socketPath: string, emulators?: readonly string[]): Promise<number | null> {
   let entries: string[];
   try {
     entries = await readdir('/proc');
@@ -143,6 +161,7 @@ export async function findPidServing(socketPath: string): Promise<number | null>
     const argv = await readCmdline(pid);
     // Cheap prefilter before resolving cwd: the socket's base name must appear somewhere.
     if (!argv || !argv.some((a) => a.includes(path.basename(socketPath)))) continue;
+    if (emulators && !(await runsEmulator(pid, emulators))) continue;
     if (cmdlineServesSocket(argv, socketPath, await readCwd(pid)) && (await isAlive(pid))) return pid;
   }
   return null;

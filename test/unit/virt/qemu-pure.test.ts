@@ -197,7 +197,7 @@ describe('relaunch records', () => {
   it('saves and loads a record, refusing names that escape the state dir', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'novamon-records-'));
     try {
-      const record = { name: 'instance-00000001', uuid: null, argv: ['q', '-m', '64'], cwd: '/', recordedAt: 'now', poweredOff: true };
+      const record = { name: 'instance-00000001', uuid: null, argv: ['q', '-m', '64'], exe: null, cwd: '/', recordedAt: 'now', poweredOff: true };
       await saveRecord(dir, record);
       expect(await loadRecord(dir, 'instance-00000001')).toEqual(record);
       expect(await loadRecord(dir, 'instance-00000002')).toBeNull();
