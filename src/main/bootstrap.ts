@@ -16,7 +16,7 @@ import { ComputeForensics } from '../compute/forensics.js';
 import { GuestRunEventLog } from '../compute/run-events.js';
 import { PowerStateSync } from '../compute/lifecycle.js';
 import { createDatabase, Database } from '../db/knex.js';
-import { syncSchema } from '../db/migrate.js';
+import { schemaVersion, syncSchema } from '../db/migrate.js';
 import { createComputeStores } from './compute-stores.js';
 import { createLogger, RootLogger, type Logger } from '../logging.js';
 import { ComputeDriver } from '../virt/driver.js';
@@ -77,7 +77,7 @@ export function computeSettings(config: Config): ComputeSettingsShape {
  * Opens the database. The embedded PGlite database belongs to the process that opens it, so its
  * schema is brought up to date here; a PostgreSQL schema is managed with `novamon-manage db sync`.
  */
-export async function openDatabase(config: Config, logger: Logger): Promise<Database> {
+export async function openDatabase(config: Config, logger: Logger, opts: { requireSchema?: boolean } = {}): Promise<Database> {
   const db = await createDatabase({
     connection: config.database.connection,
     statePath: config.DEFAULT.state_path,
@@ -85,7 +85,22 @@ export async function openDatabase(config: Config, logger: Logger): Promise<Data
     logger,
   });
   if (db.kind === 'pglite') await syncSchema(db);
+  else if (opts.requireSchema ?? true) await requireCurrentSchema(db);
   return db;
+}
+
+/** The PostgreSQL schema is missing or older than this build: the services refuse to start on it. */
+export class SchemaNotCurrent extends Error {
+  override readonly name = 'SchemaNotCurrent';
+}
+
+/** Say what to run, rather than fail later with "relation instances does not exist". */
+async function requireCurrentSchema(db: Database): Promise<void> {
+  const v = await schemaVersion(db);
+  if (v.pending.length === 0) return;
+  await db.close().catch(() => undefined);
+  const state = v.version === 0 ? 'has no novamon schema' : `is at schema version ${v.version}, this release needs ${v.latest}`;
+  throw new SchemaNotCurrent(`the database ${state}: run \`novamon-manage --config-file <the same file> db sync\` first`);
 }
 
 /**

@@ -43,7 +43,8 @@ class LazyManageServices implements ManageServices {
   }
 
   private async database(): Promise<Database> {
-    this.db ??= await openDatabase(this.config, this.logger);
+    // db sync is how the schema gets there: manage never refuses a missing or old one.
+    this.db ??= await openDatabase(this.config, this.logger, { requireSchema: false });
     return this.db;
   }
 
