@@ -105,6 +105,18 @@ export const options = {
     rabbit_retry_backoff: opt(num(0, 60), 2, 'Seconds added to the reconnect delay after each failed attempt.'),
     rabbit_interval_max: opt(num(1, 300), 30, 'Maximum seconds between reconnection attempts.'),
   },
+  oslo_messaging_notifications: {
+    driver: opt(list.pipe(z.array(z.enum(['messagingv2', 'messaging', 'noop', 'log']))), [],
+      'Notification drivers (oslo\'s option): messagingv2 (oslo envelope 2.0), messaging (bare 1.0 JSON), log, noop; empty = none sent.'),
+    topics: opt(list, ['notifications'], 'Topics of the legacy (unversioned) notifications; messages go to <topic>.<priority>.'),
+    transport_url: opt(z.union([z.literal(''), str.regex(/^rabbit:\/\//, 'must be a rabbit:// URL')]), '',
+      'RabbitMQ for notifications; empty = [DEFAULT] transport_url.'),
+  },
+  notifications: {
+    notification_format: opt(z.enum(['unversioned', 'versioned', 'both']), 'unversioned',
+      'Which notifications are sent, as Nova\'s option: unversioned (legacy), versioned, or both.'),
+    versioned_notifications_topics: opt(list, ['versioned_notifications'], 'Topics of the versioned notifications.'),
+  },
   consoleauth: {
     token_ttl: opt(int(1, 86400 * 7), 600, 'Seconds a console token stays valid.'),
   },
