@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Container } from 'inversify';
 import { loadConfig } from '../config/loader.js';
 import type { Config } from '../config/options.js';
-import { ComputeLogger, ComputeNotifier, ComputeSettings, ComputeStores, noNotifications, type ComputeSettingsShape } from '../compute/tokens.js';
+import { ComputeLogger, ComputeNotifier, ComputeSettings, ComputeStores, noNotifications, type ComputeSettingsShape, type ComputeStoresShape } from '../compute/tokens.js';
 import { ComputeManager } from '../compute/manager.js';
 import { InstanceResolver } from '../compute/instance-resolver.js';
 import { InstanceRecorder } from '../compute/recorder.js';
@@ -23,6 +23,7 @@ import { ComputeDriver } from '../virt/driver.js';
 import { createDriver } from './drivers.js';
 import { conductorComputeStores } from './conductor.js';
 import type { ConductorClient } from '../conductor/client.js';
+import type { ComputeNotifications } from './notifications.js';
 
 export const ConfigId = Symbol.for('novamon.Config');
 
@@ -107,21 +108,24 @@ async function requireCurrentSchema(db: Database): Promise<void> {
  * Binds the compute layer (driver, stores, manager, power sync) into `container`. With
  * `instance_store = conductor` the stores go through `conductor` (a Nova cloud's database).
  */
-export async function bindCompute(container: Container, config: Config, logger: Logger, db: Database, conductor?: ConductorClient): Promise<void> {
+export async function bindCompute(container: Container, config: Config, logger: Logger, db: Database, conductor?: ConductorClient, notifications?: ComputeNotifications | null): Promise<void> {
   container.bind(ConfigId).toConstantValue(config);
   container.bind(RootLogger).toConstantValue(logger);
   container.bind(ComputeLogger).toConstantValue(logger);
-  container.bind(ComputeNotifier).toConstantValue(noNotifications);
   container.bind(Database).toConstantValue(db);
   container.bind(ComputeSettings).toConstantValue(computeSettings(config));
   // Writes that must not be lost wait here, fsynced, while the database is away (docs/resilience.md).
   const spoolDir = path.join(config.DEFAULT.state_path, 'spool');
+  let stores: ComputeStoresShape;
   if (config.DEFAULT.instance_store === 'conductor') {
     if (!conductor) throw new Error('instance_store = conductor needs a conductor client');
-    container.bind(ComputeStores).toConstantValue(conductorComputeStores(config, db, logger, conductor, spoolDir));
+    stores = conductorComputeStores(config, db, logger, conductor, spoolDir);
   } else {
-    container.bind(ComputeStores).toConstantValue(createComputeStores(db, logger, { spoolDir }));
+    stores = createComputeStores(db, logger, { spoolDir });
   }
+  container.bind(ComputeStores).toConstantValue(stores);
+  // Notifications carry the instance as the store holds it when they are sent.
+  container.bind(ComputeNotifier).toConstantValue(notifications ? notifications.notifier((uuid) => stores.instances.details(uuid)) : noNotifications);
   container.bind(ComputeDriver).toConstantValue(await createDriver(config, logger));
   container.bind(ComputeManager).toSelf().inSingletonScope();
   container.bind(InstanceResolver).toSelf().inSingletonScope();

@@ -19,6 +19,7 @@ import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEvent
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
 import { cloudMember } from './conductor.js';
+import { computeNotifications } from './notifications.js';
 
 async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-compute', 'Serve Nova\'s compute RPC API from the QEMU monitor', argv);
@@ -31,8 +32,9 @@ async function main(argv: string[]): Promise<void> {
   const connection = amqpConnection(config, logger, 'novamon-compute');
   // A member of a Nova cloud keeps its instances in Nova's database, through nova-conductor.
   const member = config.DEFAULT.instance_store === 'conductor' ? cloudMember(config, connection, logger) : null;
+  const notifications = computeNotifications(config, connection, logger);
   const container = new Container();
-  await bindCompute(container, config, logger, db, member?.conductor);
+  await bindCompute(container, config, logger, db, member?.conductor, notifications);
   const manager = container.get(ComputeManager);
   const sync = container.get(PowerStateSync);
   const driver = container.get<ComputeDriverType>(ComputeDriver);
@@ -78,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
     () => server.stop(),
     // Nova keeps the service row: nova-api shows the host down once service_down_time has passed.
     () => member?.membership.close(),
+    () => notifications?.close(),
     () => sync.close(),
     () => runEvents.close(),
     () => container.get<ComputeStoresWithClose>(ComputeStores).close(),
