@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { chromiumAvailable, launchChromium, sampleCanvas } from '../fixtures/browser.js';
 import { createPgDatabase, runPython, startComputeService, type ComputeService } from '../fixtures/compute-service.js';
-import { FIXTURE_CONSOLE_LINE, startFixtureGuest, waitForFileText, type FixtureGuest } from '../fixtures/guest.js';
+import { FIXTURE_CONSOLE_LINE, FIXTURE_TICK_PREFIX, startFixtureGuest, waitForFileText, type FixtureGuest } from '../fixtures/guest.js';
 import { startNovaCloud, type NovaCloud, type NovaServer } from '../fixtures/nova-cloud.js';
 import { freePort } from '../fixtures/scratch.js';
 
@@ -140,7 +140,7 @@ beforeAll(async () => {
     servers.push(await cloud.createServer({ host: `novamon-${i}-${randomUUID().slice(0, 6)}`, name, uuid: randomUUID(), displayName: `vm-${i}` }));
   }
   // Each member is kept as soon as it is up, so afterAll stops it even when a sibling failed to start.
-  const started = await Promise.allSettled(servers.map((s, i) => startMember(i, s).then((m) => members.push(m))));
+  const started = await Promise.allSettled(servers.map((s, i) => startMember(i, s).then((m) => (members[i] = m))));
   const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
 }, 400_000);
@@ -148,7 +148,7 @@ beforeAll(async () => {
 afterAll(async () => {
   listener?.stdin?.end();
   listener?.kill();
-  for (const m of members) {
+  for (const m of members.filter((x): x is Member => x !== undefined)) {
     await m.compute.cleanup().catch(() => undefined);
     await m.guest.stop().catch(() => undefined);
     await m.dropDatabase().catch(() => undefined);
@@ -172,7 +172,9 @@ describe('novamon-compute in a Nova cloud', () => {
   test('console log and diagnostics (2.48) come from the guest through the host', async () => {
     const m = members[0] as Member;
     await waitForFileText(m.guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 60_000);
-    expect(ok(await cloud.openstack(['console', 'log', 'show', '--lines', '50', m.server.uuid]), 'console log show')).toContain(FIXTURE_CONSOLE_LINE);
+    const log = ok(await cloud.openstack(['console', 'log', 'show', m.server.uuid]), 'console log show');
+    expect(log).toContain(FIXTURE_CONSOLE_LINE);
+    expect(log).toContain(FIXTURE_TICK_PREFIX);
     const diag = await cloud.openstackJson<Record<string, unknown>>(['server', 'show', '--diagnostics', m.server.uuid], { microversion: '2.48' });
     expect(diag).toMatchObject({ state: 'running', hypervisor: expect.any(String), num_cpus: 1 });
   });
