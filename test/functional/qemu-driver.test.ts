@@ -49,13 +49,14 @@ describe('qemu driver on a real guest', () => {
     instancesPath = path.join(root, 'instances');
     stateDir = path.join(root, 'state');
     serialPort = await freePort();
-    // Started before the driver exists, without uuid, logging its console outside instances_path.
+    // Started before the driver exists, without uuid, logging its console under another name than
+    // <name>.console.log (inside instances_path: power_on relaunches nothing that writes outside it).
     guest = await startFixtureGuest({
       instancesPath,
       name: template.format(0x51),
       uuid: null,
       serialTcpPort: serialPort,
-      consoleLogPath: path.join(root, 'elsewhere.log'),
+      consoleLogPath: path.join(instancesPath, 'serial-elsewhere.log'),
     });
     await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE);
     monitors = new QmpMonitorRegistry({ connectTimeoutMs: TIMEOUT_MS, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger() });
