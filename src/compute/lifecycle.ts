@@ -28,8 +28,8 @@ import {
 /** How the host stops an instance it found off (the manager's stop_instance, run in-process). */
 export type StopHandler = (ctx: RequestContext, instance: ResolvedInstance) => Promise<void>;
 
-/** QEMU reasons for a stop the guest did not ask for: recorded as an instance fault. */
-const ABNORMAL_STOP = /guest-panic|host-signal|host-error|disconnect|GUEST_PANICKED|crash/i;
+/** A stop QEMU could not explain (the monitor went away: killed) or a host error: recorded as an instance fault. */
+const ABNORMAL_STOP = /disconnect|host-error/i;
 
 /** vm_states Nova leaves alone in a power-state sync. */
 const SYNC_SKIP_VM_STATES = new Set<string>([VmState.BUILDING, VmState.RESCUED, VmState.RESIZED, VmState.SUSPENDED, VmState.ERROR]);
@@ -211,7 +211,8 @@ export class PowerStateSync {
   private async stopUnexpected(ctx: RequestContext, row: InstanceRecord, actual: PowerState, reason: string): Promise<void> {
     const instance: ResolvedInstance = { uuid: row.uuid, name: row.name, id: row.id };
     this.log.warn({ instance_uuid: row.uuid, reason, power_state: actual }, 'Instance shutdown by itself. Calling the stop API.');
-    if (ABNORMAL_STOP.test(reason) || actual === PowerState.CRASHED) {
+    // A driver that reports run events has the panic recorded already (GuestRunEventLog).
+    if (ABNORMAL_STOP.test(reason) || (actual === PowerState.CRASHED && !this.driver.onGuestRunEvent)) {
       await this.recorder.recordFault(ctx, instance, new GuestStoppedByItself(row.uuid, reason));
     }
     try {

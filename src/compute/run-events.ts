@@ -76,6 +76,8 @@ export class GuestRunEventLog {
     }
     const ctx = adminContext(`req-${randomUUID()}`);
     const failure = e.event === 'GUEST_PANICKED' || e.event === 'GUEST_CRASHLOADED';
+    // The action first: a store on Nova's database files an event without one under the instance's latest action.
+    await this.stores.actions.actionStart(ctx, { instanceUuid: row.uuid, action: ACTIONS[e.event] });
     const handle = await this.stores.actions.eventStart(ctx, { instanceUuid: row.uuid, action: ACTIONS[e.event], event: e.event, host: this.settings.host });
     await this.stores.actions.eventFinish(ctx, handle, { result: failure ? 'Error' : 'Success', details, traceback: null });
     if (failure) {
