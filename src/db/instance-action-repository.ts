@@ -103,31 +103,13 @@ const EVENTS = 'instance_actions_events';
 export class KnexInstanceActionRepository implements InstanceActionRepository {
   constructor(private readonly db: Database) {}
 
-  async start(input: ActionStart): Promise<number> {
-    const k = this.db.knex;
-    // One statement whether or not the action exists: the unique (instance_uuid, request_id) index
-    // turns a second start for the same request into an update that still returns the id.
-    const rows = (await k(ACTIONS)
-      .insert({
-        action: input.action,
-        instance_uuid: input.instanceUuid,
-        request_id: input.requestId,
-        user_id: input.userId ?? null,
-        project_id: input.projectId ?? null,
-      })
-      .onConflict(['instance_uuid', 'request_id'])
-      .merge({ updated_at: k.fn.now() })
-      .returning('id')) as DbRow[];
-    return intCol(rows[0] as DbRow, 'id');
-  }
-
   /**
-   * start() and startEvent() in one statement: one round trip, one commit, and never an action row
-   * without the event it was started for.
+   * The action's INSERT, one statement whether or not the action exists: the unique (instance_uuid,
+   * request_id) index turns a second start for the same request into an update that still returns the id.
    */
-  async startWithEvent(input: ActionStart, event: string, host: string | null): Promise<{ actionId: number; eventId: number }> {
+  private upsertAction(input: ActionStart) {
     const k = this.db.knex;
-    const action = k(ACTIONS)
+    return k(ACTIONS)
       .insert({
         action: input.action,
         instance_uuid: input.instanceUuid,
@@ -138,6 +120,20 @@ export class KnexInstanceActionRepository implements InstanceActionRepository {
       .onConflict(['instance_uuid', 'request_id'])
       .merge({ updated_at: k.fn.now() })
       .returning('id');
+  }
+
+  async start(input: ActionStart): Promise<number> {
+    const rows = (await this.upsertAction(input)) as DbRow[];
+    return intCol(rows[0] as DbRow, 'id');
+  }
+
+  /**
+   * start() and startEvent() in one statement: one round trip, one commit, and never an action row
+   * without the event it was started for.
+   */
+  async startWithEvent(input: ActionStart, event: string, host: string | null): Promise<{ actionId: number; eventId: number }> {
+    const k = this.db.knex;
+    const action = this.upsertAction(input);
     const rows = (await k
       .with('a', action)
       .insert(k.select('a.id', k.raw('?', [event]), k.raw('?', [host])).from('a'))
