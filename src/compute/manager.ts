@@ -11,6 +11,7 @@ import {
   InstanceInvalidState,
   InstanceNotFound,
   InstanceNotReady,
+  PolicyNotAuthorized,
 } from '../exception.js';
 import type { Logger } from '../logging.js';
 import { ComputeDriver, type Diagnostics, type LegacyDiagnostics, type MonitorCommand, type RebootType } from '../virt/driver.js';
@@ -38,6 +39,9 @@ export interface ConsoleConnectInfo {
   token: string;
   accessUrl: string;
 }
+
+/** The rule a non-admin list_instances is refused under. */
+export const LIST_INSTANCES_RULE = 'novamon:list_instances';
 
 const WILDCARD_HOSTS = new Set(['0.0.0.0', '::', '']);
 const OFF_STATES = new Set<number>([PowerState.NOSTATE, PowerState.SHUTDOWN, PowerState.CRASHED]);
@@ -203,6 +207,18 @@ export class ComputeManager {
       await this.recorder.save(ctx, instance, { powerState, vmState, taskState: null });
       this.notifier.instanceAction(ctx, instance, 'reboot', 'end');
     });
+  }
+
+  /**
+   * novamon: list_instances, what novamon-manage prints while this service holds the embedded database.
+   * Admin only. The store's own rows (every host's with allHosts); a store without rows of its own
+   * (Nova's, through the conductor) answers with this host's records.
+   */
+  async listInstances(ctx: RequestContext, opts: { allHosts: boolean }): Promise<unknown[]> {
+    if (!ctx.isAdmin) throw new PolicyNotAuthorized(LIST_INSTANCES_RULE);
+    const store = this.stores.instances;
+    if (store.listRows) return store.listRows(opts.allHosts ? {} : { host: this.settings.host });
+    return store.listByHost(this.settings.host);
   }
 
   /** novamon: QMP or HMP passthrough. Admin only, allow-listed, audited before it runs. */

@@ -99,6 +99,11 @@ export interface InstanceStore {
   updateStates(uuid: string, update: InstanceStatesUpdate, opts?: SaveOptions): Promise<void>;
   /** Every field the store holds for the instance (Instance primitive data; for notifications), or null. */
   details(uuid: string): Record<string, unknown> | null;
+  /**
+   * The live rows as novamon-manage prints them (every stored field, dates as ISO strings), of one host
+   * or of all; for list_instances. Stores that keep no rows of their own leave it out.
+   */
+  listRows?(filter: { host?: string }): Promise<Array<Record<string, unknown>>>;
 }
 
 export interface FaultStore {

@@ -69,6 +69,12 @@ export class DatabaseInstanceStore implements InstanceStore {
     }
   }
 
+  /** Straight from the database (no cache): what novamon-manage would read there itself. */
+  async listRows(filter: { host?: string }): Promise<Array<Record<string, unknown>>> {
+    const rows = await this.repo.list(filter.host === undefined ? {} : { host: filter.host });
+    return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Date ? v.toISOString() : (v as unknown)])));
+  }
+
   /** novamon's own rows are the record here: the caller's Instance object adds nothing to keep. */
   track(): void {}
 

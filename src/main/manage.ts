@@ -3,6 +3,7 @@
 
 import 'reflect-metadata';
 import { CommanderError } from 'commander';
+import { z } from 'zod';
 import { buildManageProgram, type ManageServices, type RpcRequest } from '../cli/manage.js';
 import { ConfigError } from '../config/loader.js';
 import type { Config } from '../config/options.js';
@@ -15,10 +16,12 @@ import { KnexInstanceActionRepository } from '../db/instance-action-repository.j
 import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js';
 import { KnexMonitorAuditRepository } from '../db/monitor-audit-repository.js';
 import { createDatabase } from '../db/knex.js';
+import { DatabaseLocked } from '../db/errors.js';
 import { createLogger, type Logger } from '../logging.js';
 import type { AmqpConnectionManager } from '../rpc/amqp-connection.js';
 import type { RpcClient } from '../rpc/client.js';
 import { RemoteError } from '../rpc/failure.js';
+import { NOVAMON_RPC_NAMESPACE, NOVAMON_RPC_VERSION } from '../rpc/endpoints/novamon.js';
 import { instancePrimitive } from '../rpc/objects/instance.js';
 import type { ComputeDriver, MonitorCommand } from '../virt/driver.js';
 import { InstanceNameTemplate } from '../virt/instance-name.js';
@@ -27,6 +30,21 @@ import { createDriver } from './drivers.js';
 import { amqpConnection, rpcClient } from './service.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const serviceRows = z.array(z.record(z.string(), z.unknown()));
+
+/** The embedded database is held by another process and manage cannot do the command without it. */
+class EmbeddedDatabaseBusy extends Error {
+  override readonly name = 'DatabaseLocked';
+}
+
+/** A write refused while a running service holds the embedded database: say why and what to do. */
+function refuseWrite(command: string, err: unknown): never {
+  if (!(err instanceof DatabaseLocked)) throw err;
+  throw new EmbeddedDatabaseBusy(
+    `${command} writes the database, and the embedded database ${err.dataDir} is held by process ${err.pid} ` +
+      '(a running novamon-compute): stop the service first, or point [database] connection at PostgreSQL to share it',
+  );
+}
 
 class LazyManageServices implements ManageServices {
   private db: Database | null = null;
@@ -34,6 +52,7 @@ class LazyManageServices implements ManageServices {
   private connection: AmqpConnectionManager | null = null;
   private client: RpcClient | null = null;
   private readonly template: InstanceNameTemplate;
+  private locked: DatabaseLocked | null = null;
 
   constructor(
     private readonly config: Config,
@@ -48,6 +67,45 @@ class LazyManageServices implements ManageServices {
     return this.db;
   }
 
+  /** The database, or null when a running service holds the embedded one (reads then ask it over RPC). */
+  private async readableDatabase(): Promise<Database | null> {
+    try {
+      return await this.database();
+    } catch (err) {
+      if (!(err instanceof DatabaseLocked)) throw err;
+      this.locked = err;
+      return null;
+    }
+  }
+
+  /** list_instances in novamon's namespace, from the service on this host that holds the embedded database. */
+  private async rowsFromService(allHosts: boolean): Promise<Array<Record<string, unknown>>> {
+    const locked = this.locked as DatabaseLocked;
+    const timeout = this.config.DEFAULT.rpc_response_timeout;
+    process.stderr.write(`novamon-manage: the embedded database is held by process ${locked.pid}; asking the running novamon-compute over RPC\n`);
+    let reply: unknown;
+    try {
+      reply = await this.rpcCall({
+        method: 'list_instances',
+        instance: undefined,
+        args: { all_hosts: allHosts },
+        cast: false,
+        server: undefined,
+        version: NOVAMON_RPC_VERSION,
+        namespace: NOVAMON_RPC_NAMESPACE,
+        timeoutSeconds: timeout,
+        context: { isAdmin: true, roles: ['admin'] },
+      });
+    } catch (err) {
+      if (err instanceof RemoteError) throw err;
+      throw new EmbeddedDatabaseBusy(
+        `the embedded database ${locked.dataDir} is held by a running novamon-compute (process ${locked.pid}) that did not answer ` +
+          `over RPC within ${timeout} s (${(err as Error).message}); stop it, or point [database] connection at PostgreSQL`,
+      );
+    }
+    return serviceRows.parse(reply);
+  }
+
   private async instanceRow(ref: string): Promise<InstanceRow> {
     const repo = new KnexInstanceRepository(await this.database());
     const row = UUID.test(ref) ? await repo.getByUuid(ref.toLowerCase()) : await repo.getByName(this.template.validate(ref));
@@ -56,7 +114,7 @@ class LazyManageServices implements ManageServices {
   }
 
   async dbSync() {
-    const db = await createDatabase({ connection: this.config.database.connection, statePath: this.config.DEFAULT.state_path, poolSize: 1, logger: this.logger });
+    const db = await createDatabase({ connection: this.config.database.connection, statePath: this.config.DEFAULT.state_path, poolSize: 1, logger: this.logger }).catch((err: unknown) => refuseWrite('db sync', err));
     this.db = db;
     return syncSchema(db);
   }
@@ -66,15 +124,22 @@ class LazyManageServices implements ManageServices {
   }
 
   async listInstances(opts: { allHosts: boolean }) {
-    const repo = new KnexInstanceRepository(await this.database());
-    return repo.list(opts.allHosts ? {} : { host: this.config.DEFAULT.host });
+    const db = await this.readableDatabase();
+    if (!db) return this.rowsFromService(opts.allHosts);
+    return new KnexInstanceRepository(db).list(opts.allHosts ? {} : { host: this.config.DEFAULT.host });
   }
 
   async showInstance(ref: string) {
-    return this.instanceRow(ref);
+    if (await this.readableDatabase()) return this.instanceRow(ref);
+    const uuid = UUID.test(ref) ? ref.toLowerCase() : null;
+    const name = uuid === null ? this.template.validate(ref) : null;
+    const row = (await this.rowsFromService(true)).find((r) => (uuid !== null ? r['uuid'] === uuid : r['name'] === name));
+    if (!row) throw new InstanceNotFound(ref);
+    return row;
   }
 
   async adoptInstance(ref: string, owner: { projectId: string; userId: string; displayName?: string | undefined }) {
+    await this.database().catch((err: unknown) => refuseWrite('instance adopt', err));
     const row = await this.instanceRow(ref);
     const repo = new KnexInstanceRepository(await this.database());
     await repo.adopt(row.uuid, { projectId: owner.projectId, userId: owner.userId, displayName: owner.displayName ?? row.displayName ?? row.name });

@@ -31,7 +31,7 @@ const rebootType = z
 const qmpCommand = z.object({ execute: z.string().min(1).max(128), arguments: z.record(z.string(), z.unknown()).optional() }).strict();
 
 /** Parses `args[name]` with `schema`; a bad value is Nova's Invalid (a failure reply, never a crash). */
-function arg<T extends z.ZodType>(args: Record<string, unknown>, name: string, schema: T): z.output<T> {
+export function arg<T extends z.ZodType>(args: Record<string, unknown>, name: string, schema: T): z.output<T> {
   const result = schema.safeParse(args[name]);
   if (!result.success) throw new Invalid(`Invalid argument ${name}: ${result.error.issues[0]?.message ?? 'invalid'}`);
   return result.data;
@@ -85,9 +85,9 @@ export class UnexpectedKeywordArgument extends WireException {
   }
 }
 
-/** The first argument `method` does not take, or null. */
-export function unexpectedArgument(method: string, args: Record<string, unknown>): string | null {
-  const params = METHOD_PARAMS[method];
+/** The first argument `method` does not take (by `table`, Nova's methods by default), or null. */
+export function unexpectedArgument(method: string, args: Record<string, unknown>, table: Readonly<Record<string, readonly string[]>> = METHOD_PARAMS): string | null {
+  const params = table[method];
   if (!params) return null;
   for (const name of Object.keys(args)) if (!params.includes(name)) return name;
   return null;

@@ -5,13 +5,21 @@
 import type { ComputeForensics } from '../../compute/forensics.js';
 import type { ComputeManager } from '../../compute/manager.js';
 import type { RequestContext } from '../../context.js';
+import { z } from 'zod';
 import { Invalid } from '../../exception.js';
 import type { RpcEndpoint } from '../dispatcher.js';
+import { arg, unexpectedArgument, UnexpectedKeywordArgument } from './compute.js';
 import { parseInstanceArg } from '../objects/instance.js';
 import { ObjectFormatError } from '../objects/primitive.js';
 
 export const NOVAMON_RPC_NAMESPACE = 'novamon';
 export const NOVAMON_RPC_VERSION = '1.0';
+
+/** Each method's keyword arguments; any other is answered with oslo's TypeError, as in Nova's namespace. */
+const METHOD_PARAMS: Readonly<Record<string, readonly string[]>> = {
+  get_screenshot: ['instance'],
+  list_instances: ['all_hosts'],
+};
 
 type Handler = (ctx: RequestContext, args: Record<string, unknown>) => Promise<unknown>;
 
@@ -42,6 +50,8 @@ export class NovamonEndpoint implements RpcEndpoint {
         const shot = await forensics.screenshot(ctx, await instanceOf(a));
         return { mime_type: 'image/png', width: shot.width, height: shot.height, data: shot.png.toString('base64') };
       },
+      // novamon-manage's `instance list` / `show` while this service holds the embedded database.
+      list_instances: async (ctx, a) => manager.listInstances(ctx, { allHosts: arg(a, 'all_hosts', z.boolean().optional().default(false)) }),
     };
   }
 
@@ -50,6 +60,10 @@ export class NovamonEndpoint implements RpcEndpoint {
   }
 
   handle(method: string, ctx: RequestContext, args: Record<string, unknown>): Promise<unknown> | undefined {
-    return this.hasMethod(method) ? this.handlers[method]?.(ctx, args) : undefined;
+    const handler = this.hasMethod(method) ? this.handlers[method] : undefined;
+    if (!handler) return undefined;
+    const unexpected = unexpectedArgument(method, args, METHOD_PARAMS);
+    if (unexpected !== null) return Promise.reject(new UnexpectedKeywordArgument(method, unexpected));
+    return handler(ctx, args);
   }
 }

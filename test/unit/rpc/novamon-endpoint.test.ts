@@ -3,10 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { ComputeForensics } from '../../../src/compute/forensics.js';
 import { InstanceRecorder } from '../../../src/compute/recorder.js';
 import { noNotifications } from '../../../src/compute/tokens.js';
-import { ConsoleNotAvailable, InstanceNotRunning } from '../../../src/exception.js';
+import { ConsoleNotAvailable, InstanceNotRunning, Invalid, PolicyNotAuthorized } from '../../../src/exception.js';
 import { silentLogger } from '../../../src/logging.js';
 import { RpcDispatcher } from '../../../src/rpc/dispatcher.js';
-import { computeEndpoints } from '../../../src/rpc/endpoints/compute.js';
+import { computeEndpoints, UnexpectedKeywordArgument } from '../../../src/rpc/endpoints/compute.js';
 import { NovamonEndpoint } from '../../../src/rpc/endpoints/novamon.js';
 import { instancePrimitive } from '../../../src/rpc/objects/instance.js';
 import { PowerState } from '../../../src/virt/power-state.js';
@@ -42,6 +42,38 @@ describe('novamon RPC namespace', () => {
     await expect(dispatcher.dispatch('get_screenshot', '1.0', 'novamon', ctx(), { instance: other })).rejects.toBeInstanceOf(ConsoleNotAvailable);
     expect(h.stores.auditRows.at(-1)?.result).toBe('error');
     expect(h.stores.faultRows.length).toBe(1);
+  });
+});
+
+describe('list_instances', () => {
+  it('answers an admin with the store\'s rows of this host, or of every host with all_hosts', async () => {
+    const { h, dispatcher } = setup();
+    const filters: Array<{ host?: string }> = [];
+    h.stores.instances.listRows = async (filter) => {
+      filters.push(filter);
+      return [{ uuid: UUID_A, name: NAME_A, host: 'host1', createdAt: '2026-01-01T00:00:00.000Z' }];
+    };
+    expect(await dispatcher.dispatch('list_instances', '1.0', 'novamon', ctx(), {})).toEqual([{ uuid: UUID_A, name: NAME_A, host: 'host1', createdAt: '2026-01-01T00:00:00.000Z' }]);
+    await dispatcher.dispatch('list_instances', '1.0', 'novamon', ctx(), { all_hosts: true });
+    expect(filters).toEqual([{ host: 'host1' }, {}]);
+  });
+
+  it('falls back to this host\'s records for a store without rows of its own', async () => {
+    const { h, dispatcher } = setup();
+    await h.sync.discover();
+    const rows = (await dispatcher.dispatch('list_instances', '1.0', 'novamon', ctx(), { all_hosts: false })) as Array<{ uuid: string; name: string }>;
+    expect(rows.map((r) => [r.uuid, r.name])).toEqual([[UUID_A, NAME_A]]);
+  });
+
+  it('refuses a non-admin context, a bad all_hosts and an unknown argument, as the compute namespace does', async () => {
+    const { dispatcher } = setup();
+    await expect(dispatcher.dispatch('list_instances', '1.0', 'novamon', ctx({ isAdmin: false, roles: ['member'] }), {})).rejects.toBeInstanceOf(PolicyNotAuthorized);
+    await expect(dispatcher.dispatch('list_instances', '1.0', 'novamon', ctx(), { all_hosts: 'yes' })).rejects.toBeInstanceOf(Invalid);
+    const err = await dispatcher.dispatch('list_instances', '1.0', 'novamon', ctx(), { all_hosts: true, host: 'h2' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnexpectedKeywordArgument);
+    expect((err as Error).message).toBe("list_instances() got an unexpected keyword argument 'host'");
+    await expect(dispatcher.dispatch('get_screenshot', '1.0', 'novamon', ctx(), { instance, scale: 2 })).rejects.toThrow(/get_screenshot\(\) got an unexpected keyword argument 'scale'/);
+    await expect(dispatcher.dispatch('list_instances', '6.0', null, ctx(), {})).rejects.toThrow(/does not support RPC method list_instances/);
   });
 });
 
