@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients
   python3-oslo.messaging python3-nova nova-common python3-openstackclient python3-novaclient
   python3-libvirt python3-psycopg2 python3-lxml
-  keystone chromium novnc)
+  keystone chromium novnc prometheus prometheus-libvirt-exporter)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -18,6 +18,7 @@ import { GuestRunEventLog } from '../compute/run-events.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
+import { registerGuestMetrics } from './guest-metrics.js';
 import { cloudMember } from './conductor.js';
 import { computeNotifications } from './notifications.js';
 
@@ -72,6 +73,10 @@ async function main(argv: string[]): Promise<void> {
       metrics.qmpErrors.set(stats.errors);
     }
   };
+  if (config.oslo_middleware.enabled) {
+    // Bounded: a frozen guest's monitor holds at most its own collection, never the scrape.
+    registerGuestMetrics(metrics.registry, driver, { concurrency: 4, timeoutMs: 5000 });
+  }
   // The HTTP framework is loaded only when the listener is enabled.
   const ops = config.oslo_middleware.enabled
     ? await (await import('./ops-listener.js')).startOpsListener(config, logger, { db, connection, metrics, refresh })

@@ -222,6 +222,29 @@ export interface MonitorStats {
   errors: number;
 }
 
+/** One guest's counters for /metrics, from the same sources as diagnostics (see guestSamples). */
+export interface GuestSample {
+  readonly view: GuestView;
+  readonly cpus: readonly { id: number; timeNs: number | null }[];
+  readonly disks: readonly (DiskDiagnostics & { readTimeNs: number | null; writeTimeNs: number | null; flushRequests: number | null })[];
+  readonly nics: readonly { name: string; hostDevice: string | null; counters: Omit<NicDiagnostics, 'macAddress' | 'rxRate' | 'txRate'> | null }[];
+  readonly memory: {
+    readonly maximumBytes: number | null;
+    readonly balloonActualBytes: number | null;
+    /** Balloon guest stats by libvirt name (KiB for sizes, counts otherwise). */
+    readonly guestStats: Readonly<Record<string, number>>;
+    readonly rssKiB: number | null;
+  };
+  /** Round trip of the one monitor command the sample sent, seconds. */
+  readonly monitorSeconds: number | null;
+}
+
+/** A scrape's samples; `failed` counts guests whose collection failed or outran the per-guest timeout. */
+export interface GuestSamples {
+  samples: GuestSample[];
+  failed: number;
+}
+
 /**
  * Every per-guest method below, whatever else it says, raises:
  * - InvalidInstanceName when `instance.name` does not fit instance_name_template (before any I/O);
@@ -346,6 +369,12 @@ export interface ComputeDriver {
    * (not connected yet, or unknown). Raises InvalidInstanceName for a malformed name. Never sends a command.
    */
   guestView?(instance: InstanceRef): GuestView | null;
+
+  /**
+   * Counters of every connected guest, at most `concurrency` collections at a time, each given up after
+   * `timeoutMs` (a frozen monitor then only drops its own guest). Never raises.
+   */
+  guestSamples?(opts: { concurrency: number; timeoutMs: number }): Promise<GuestSamples>;
 
   /** Subscribe to changes of those views (a listener must not throw or block); returns the unsubscribe function. */
   onGuestChange?(listener: GuestChangeListener): () => void;

@@ -17,6 +17,9 @@ const MiB = 1024 * 1024;
 export interface DiskStats extends DiskDiagnostics {
   /** libvirt-style target name (vda, sdb, ...) or the device id when none can be derived. */
   target: string;
+  readTimeNs: number | null;
+  writeTimeNs: number | null;
+  flushRequests: number | null;
 }
 
 export interface NicStats {
@@ -44,6 +47,8 @@ export interface GuestStats {
     rssKiB: number | null;
   };
   uptime: number | null;
+  /** Round trip of query-blockstats, seconds. */
+  monitorSeconds: number;
 }
 
 interface BlockStatsEntry {
@@ -54,8 +59,13 @@ interface BlockStatsEntry {
 
 /** Monitor commands one collection sends: query-blockstats, and qom-get guest-stats when the guest reports any. */
 export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor, pid: number | null): Promise<GuestStats> {
+  const t0 = performance.now();
+  let monitorSeconds = 0;
   const [blockstats, guestStatsReply, cpus, nics, rss, uptime] = await Promise.all([
-    qmp.queryBlockstats(exec),
+    qmp.queryBlockstats(exec).then((r) => {
+      monitorSeconds = (performance.now() - t0) / 1000;
+      return r;
+    }),
     model.balloonGuestStats(),
     Promise.all(model.vcpus.map(async (c) => ({ id: c.index, timeNs: pid !== null ? await threadCpuNs(pid, c.threadId) : null }))),
     Promise.all(
@@ -80,6 +90,7 @@ export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor
       rssKiB: rss,
     },
     uptime,
+    monitorSeconds,
   };
 }
 
@@ -156,6 +167,9 @@ export function diskStats(entries: readonly BlockStatsEntry[]): DiskStats[] {
       writeBytes: num(s['wr_bytes']),
       writeRequests: num(s['wr_operations']),
       errorsCount: failed.every((f) => f === null) ? null : failed.reduce<number>((a, f) => a + (f ?? 0), 0),
+      readTimeNs: num(s['rd_total_time_ns']),
+      writeTimeNs: num(s['wr_total_time_ns']),
+      flushRequests: num(s['flush_operations']),
     });
   }
   return out;
@@ -183,7 +197,7 @@ export function toDiagnostics(s: GuestStats): Diagnostics {
       txPackets: n.counters?.txPackets ?? null,
       txRate: null,
     })),
-    diskDetails: s.disks.map(({ target: _target, ...d }) => d),
+    diskDetails: s.disks.map(({ device, readBytes, readRequests, writeBytes, writeRequests, errorsCount }) => ({ device, readBytes, readRequests, writeBytes, writeRequests, errorsCount })),
     memoryDetails: {
       maximum: s.memory.maximumBytes === null ? null : Math.floor(s.memory.maximumBytes / MiB),
       used: s.memory.usedBytes === null ? null : Math.floor(s.memory.usedBytes / MiB),

@@ -18,6 +18,7 @@ import type {
   DiscoveredInstance,
   GuestChangeListener,
   GuestRunEventListener,
+  GuestSamples,
   GuestView,
   InstanceInfo,
   InstanceRef,
@@ -40,6 +41,7 @@ import type { GuestModel } from './model.js';
 import { readCmdline } from './proc.js';
 import { guestScreenshot, guestTriggerCrashDump } from './forensics.js';
 import { guestView } from './view.js';
+import { sampleGuests } from './samples.js';
 
 export const QemuDriverOptions = Symbol.for('novamon.QemuDriverOptions');
 export const DEFAULT_EMULATORS: readonly string[] = ['/usr/bin/qemu-system-x86_64'];
@@ -217,17 +219,28 @@ export class QemuDriver implements ComputeDriver {
       if (!model || model.powerState === PowerState.SHUTDOWN) {
         throw new InstanceInvalidState(g.uuid ?? this.host.uuids.get(g.name) ?? g.name, 'power_state', 'shutdown', method);
       }
-      // Join a collection only while its figures are as fresh as our own would be; one stuck on a frozen
-      // monitor is not joined late, so each caller still waits at most its own command timeout.
-      const inFlight = this.collecting.get(model);
-      if (inFlight && performance.now() - inFlight.startedAt < JOIN_WINDOW_MS) return inFlight.run;
-      const entry = { run: (async () => collectGuestStats(model, g.exec, await g.pid()))(), startedAt: performance.now() };
-      this.collecting.set(model, entry);
-      void entry.run.finally(() => {
-        if (this.collecting.get(model) === entry) this.collecting.delete(model);
-      }).catch(() => undefined);
-      return entry.run;
+      return this.collect(model, g);
     });
+  }
+
+  private collect(model: GuestModel, g: QemuGuest): Promise<GuestStats> {
+    // Join a collection only while its figures are as fresh as our own would be; one stuck on a frozen
+    // monitor is not joined late, so each caller still waits at most its own command timeout.
+    const inFlight = this.collecting.get(model);
+    if (inFlight && performance.now() - inFlight.startedAt < JOIN_WINDOW_MS) return inFlight.run;
+    const entry = { run: (async () => collectGuestStats(model, g.exec, await g.pid()))(), startedAt: performance.now() };
+    this.collecting.set(model, entry);
+    void entry.run.finally(() => {
+      if (this.collecting.get(model) === entry) this.collecting.delete(model);
+    }).catch(() => undefined);
+    return entry.run;
+  }
+
+  guestSamples(opts: { concurrency: number; timeoutMs: number }): Promise<GuestSamples> {
+    const collect = (model: GuestModel) => this.collect(model, new QemuGuest(this.ctx, model.name, model.uuid));
+    return sampleGuests(this.host.liveModels(), collect, opts, (model, err) =>
+      this.logger.warn({ instance: model.name, err: (err as Error).message }, 'guest metrics collection failed'),
+    );
   }
 
   async getVncConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {

@@ -72,6 +72,11 @@ export class QemuHost {
     return entry?.loaded ? entry.model : null;
   }
 
+  /** Every loaded model whose monitor is still connected. */
+  liveModels(): GuestModel[] {
+    return [...this.models.values()].filter((e) => e.loaded && !e.model.offline).map((e) => e.model);
+  }
+
   private async open(g: QemuGuest): Promise<GuestModel> {
     const conn = await g.connect();
     const existing = this.models.get(g.name);

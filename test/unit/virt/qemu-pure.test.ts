@@ -111,6 +111,7 @@ describe('diagnostics shaping', () => {
     ],
     memory: { maximumBytes: 64 * 1024 * 1024, balloonActualBytes: 64 * 1024 * 1024, guestStats: {}, usedBytes: null, rssKiB: 40_000 },
     uptime: 12,
+    monitorSeconds: 0.001,
   };
 
   it('builds Nova\'s Diagnostics with nulls for what is unknown', () => {
