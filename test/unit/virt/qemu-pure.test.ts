@@ -68,7 +68,7 @@ const blockstats = [
   {
     device: 'drive-virtio-disk0',
     qdev: '/machine/peripheral/virtio-disk0/virtio-backend',
-    stats: { rd_bytes: 512, rd_operations: 1, wr_bytes: 0, wr_operations: 0, failed_rd_operations: 0, failed_wr_operations: 0, failed_flush_operations: 0 },
+    stats: { rd_bytes: 512, rd_operations: 1, wr_bytes: 0, wr_operations: 0, failed_rd_operations: 0, failed_wr_operations: 0, failed_flush_operations: 0, rd_total_time_ns: 2500000, wr_total_time_ns: 0, flush_operations: 3 },
   },
 ];
 const infoNetwork =
@@ -86,7 +86,7 @@ describe('diagnostics shaping', () => {
 
   it('reads query-blockstats', () => {
     expect(diskStats(blockstats)).toEqual([
-      { target: 'vda', device: 'vda', readBytes: 512, readRequests: 1, writeBytes: 0, writeRequests: 0, errorsCount: 0 },
+      { target: 'vda', device: 'vda', readBytes: 512, readRequests: 1, writeBytes: 0, writeRequests: 0, errorsCount: 0, readTimeNs: 2500000, writeTimeNs: 0, flushRequests: 3 },
     ]);
   });
 
