@@ -24,7 +24,7 @@ const ACTIONS: unknown[] = [
 const NAME_FILTERS = ['(a|a)*z', '(a+)+$', '(a|aa)+b', '^(\\w+\\s?)*$', '([a-z]+)*[0-9]', '.*.*.*.*.*.*.*.*=', '[', '(', '\\', '*', '(?<x>a)\\k<x>', 'a{1000000}', 'x'.repeat(5000), '%', '_', "'; drop table instances; --", '\u0000', '\ud800'];
 
 /** Percent-encodes every byte but unreserved ones; lone surrogates go as UTF-8 of U+FFFD, as a browser sends them. */
-function pct(s: string): string {
+export function pct(s: string): string {
   return [...Buffer.from(s, 'utf8')].map((b) => (/[A-Za-z0-9\-_.~]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
 }
 
