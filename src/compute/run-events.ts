@@ -70,6 +70,11 @@ export class GuestRunEventLog {
     // A guest that appeared after start-up has no row until it is discovered: look once.
     const row = (await this.stores.instances.getByName(e.name)) ?? (await this.sync.discover(), await this.stores.instances.getByName(e.name));
     const details = describeRunEvent(e);
+    if (e.duringOperation && e.event !== 'GUEST_PANICKED' && e.event !== 'GUEST_CRASHLOADED') {
+      // A stop, start or reboot of ours: the caller's own action and event already say why.
+      this.log.debug({ instance_name: e.name, event: e.event, details }, 'guest run event caused by a power operation in progress');
+      return;
+    }
     if (!row) {
       this.log.info({ instance_name: e.name, event: e.event, details }, 'guest run event for a guest with no instance row');
       return;

@@ -140,6 +140,11 @@ export interface GuestRunEvent {
   readonly info: Record<string, unknown> | null;
   /** Epoch milliseconds, from the hypervisor's event timestamp. */
   readonly timestamp: number;
+  /**
+   * True when it came while this driver was carrying out a power operation on the guest (stop, start,
+   * reboot: QEMU's `quit`, `system_reset`, or the guest answering ACPI): the caller's action records it.
+   */
+  readonly duringOperation: boolean;
 }
 
 export type GuestRunEventListener = (event: GuestRunEvent) => void;

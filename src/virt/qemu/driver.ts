@@ -164,7 +164,7 @@ export class QemuDriver implements ComputeDriver {
   private async serialised<T>(ref: InstanceRef, fn: (g: QemuGuest) => Promise<T>): Promise<T> {
     return this.withGuest(ref, async (g) => {
       const before = this.locks.get(g.name) ?? Promise.resolve();
-      const run = before.catch(() => undefined).then(() => fn(g));
+      const run = before.catch(() => undefined).then(() => this.host.duringOperation(g.name, () => fn(g)));
       const tail = run.catch(() => undefined);
       this.locks.set(g.name, tail);
       try {

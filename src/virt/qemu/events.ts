@@ -107,5 +107,6 @@ export function guestRunEvent(name: string, uuid: string | null, event: MonitorE
     action: str(data['action'])?.slice(0, 32) ?? null,
     info: info && typeof info === 'object' && !Array.isArray(info) ? (info as Record<string, unknown>) : null,
     timestamp: eventTimestampMs(event, Date.now()),
+    duringOperation: false,
   };
 }

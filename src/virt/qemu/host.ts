@@ -18,6 +18,8 @@ import { guestView } from './view.js';
 
 const DISCOVERY_CONCURRENCY = 8;
 
+const OPERATION_EVENT_GRACE_MS = 1000;
+
 interface ModelEntry {
   readonly model: GuestModel;
   readonly ready: Promise<GuestModel>;
@@ -35,6 +37,8 @@ export class QemuHost {
   private readonly recordedPids = new Map<string, number>();
   private readonly models = new Map<string, ModelEntry>();
   private readonly opening = new Map<string, Promise<GuestModel>>();
+  /** Power operations of ours in flight per guest (kept a moment after they end: QEMU's event may trail the reply). */
+  private readonly operations = new Map<string, number>();
   private unsubscribe: (() => void) | null = null;
   private watcher: FSWatcher | null = null;
   private closed = false;
@@ -155,6 +159,20 @@ export class QemuHost {
     return () => this.changeListeners.delete(listener);
   }
 
+  /** Runs a power operation of ours on `name`; run events meanwhile (and for a second after) are marked as its doing. */
+  async duringOperation<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.operations.set(name, (this.operations.get(name) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      setTimeout(() => {
+        const left = (this.operations.get(name) ?? 1) - 1;
+        if (left > 0) this.operations.set(name, left);
+        else this.operations.delete(name);
+      }, OPERATION_EVENT_GRACE_MS).unref();
+    }
+  }
+
   onGuestRunEvent(listener: GuestRunEventListener): () => void {
     this.runEventListeners.add(listener);
     return () => this.runEventListeners.delete(listener);
@@ -165,7 +183,8 @@ export class QemuHost {
     const name = path.basename(socketPath, '.monitor');
     if (!this.nameTemplate.matches(name)) return;
     const entry = this.models.get(name);
-    const run = guestRunEvent(name, entry?.model.uuid ?? this.uuids.get(name) ?? null, event);
+    const parsed = guestRunEvent(name, entry?.model.uuid ?? this.uuids.get(name) ?? null, event);
+    const run = parsed && this.operations.has(name) ? { ...parsed, duringOperation: true } : parsed;
     for (const listener of this.runEventListeners) {
       if (!run) break;
       try {
