@@ -300,7 +300,7 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
         this.#liveness = undefined;
         if (!alive && !this.#closed) {
           this.#unresponsive = true;
-          this.#log.error({ socketPath: this.socketPath, timeoutMs: this.#livenessTimeoutMs }, 'QMP monitor unresponsive: commands fail at once until it answers again');
+          this.#log.warn({ socketPath: this.socketPath, timeoutMs: this.#livenessTimeoutMs }, 'QMP monitor unresponsive: commands fail at once until it answers again');
         }
         resolve(alive);
       };
