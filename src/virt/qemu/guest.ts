@@ -253,7 +253,8 @@ export class QemuGuest {
       return;
     }
     if (status === 'shutdown') return;
-    if (options.timeout > 0) {
+    // As Nova's libvirt driver: a crashed guest (panicked, or QEMU's internal error) cannot answer ACPI.
+    if (options.timeout > 0 && powerStateFromQemuStatus(status) !== PowerState.CRASHED) {
       const deadline = Date.now() + options.timeout * 1000;
       const retryMs = Math.max(1, options.retryInterval) * 1000;
       while (Date.now() < deadline) {
