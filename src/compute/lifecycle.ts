@@ -156,19 +156,24 @@ export class PowerStateSync {
         this.log.info({ instance_name: guest.name, guest_uuid: guest.uuid }, 'guest has no instance in the instance database; left alone');
         return;
       }
-      row = created;
-      this.log.info({ instance_uuid: row.uuid, instance_name: guest.name }, 'discovered a new guest');
-    } else {
-      await this.applyState(row, guest.powerState);
+      this.log.info({ instance_uuid: created.uuid, instance_name: guest.name }, 'discovered a new guest');
+      this.resolver.remember({ uuid: created.uuid, name: created.name, id: created.id });
+      // A guest found crashed is stopped as Nova's sync stops an ACTIVE instance found CRASHED.
+      await this.applyState(created, guest.powerState);
+      return;
     }
+    await this.applyState(row, guest.powerState);
     this.resolver.remember({ uuid: row.uuid, name: row.name, id: row.id });
   }
 
   private async applyEvent(event: LifecycleEvent): Promise<void> {
     this.eventsHandled++;
+    // A guest that appeared after start-up has no row until it is discovered: discovery writes the
+    // state the driver holds now, which already includes this event.
     const row = await this.stores.instances.getByName(event.name);
     if (!row) {
-      this.log.debug({ instance_name: event.name, source: event.source }, 'event for a guest with no row');
+      this.log.debug({ instance_name: event.name, source: event.source }, 'event for a guest with no row; discovering');
+      await this.discover();
       return;
     }
     this.log.info({ instance_uuid: row.uuid, transition: event.transition, source: event.source }, 'lifecycle event');

@@ -60,3 +60,24 @@ describe('discovery and lifecycle events', () => {
     await h.sync.close();
   });
 });
+
+describe('guests that appear after start-up', () => {
+  it('a new guest whose first event is a panic gets a row and is stopped, as Nova stops an ACTIVE instance found CRASHED', async () => {
+    const h = buildHarness();
+    await h.sync.start();
+    expect(h.stores.rows.size).toBe(0);
+    h.driver.addInstance({ name: NAME_A, uuid: UUID_A });
+    h.driver.guestPanic(NAME_A);
+    await h.sync.close();
+    expect(h.stores.rows.get(UUID_A)).toMatchObject({ vmState: 'stopped', taskState: null });
+    expect(h.stores.actionRows.some((a) => a.instanceUuid === UUID_A && a.action === 'stop')).toBe(true);
+  });
+
+  it('a guest found crashed at discovery is stopped, not left ACTIVE', async () => {
+    const h = buildHarness();
+    h.driver.addInstance({ name: NAME_A, uuid: UUID_A, powerState: PowerState.CRASHED });
+    await h.sync.start();
+    await h.sync.close();
+    expect(h.stores.rows.get(UUID_A)).toMatchObject({ vmState: 'stopped', taskState: null });
+  });
+});
