@@ -49,6 +49,13 @@ describe('guest shutdowns, resets and panics recorded with QEMU\'s reason', () =
     sql = new pg.Client({ connectionString: db.url });
     await sql.connect();
     compute = await startComputeService({ databaseUrl: db.url, config: { DEFAULT: { shutdown_timeout: 30, sync_power_state_interval: -1 } } });
+    // Every power_state the rows take, in order: CRASHED lasts only until the stop Nova's sync calls finishes,
+    // which can be quicker than any poll.
+    await sql.query(`create table power_state_history (id serial primary key, display_name text, power_state int, vm_state text, task_state text);
+      create function keep_power_state() returns trigger language plpgsql as $$ begin
+        insert into power_state_history (display_name, power_state, vm_state, task_state) values (new.display_name, new.power_state, new.vm_state, new.task_state);
+        return new; end $$;
+      create trigger keep_power_state after insert or update on instances for each row execute function keep_power_state()`);
     await Promise.all([
       startFixtureGuest({ instancesPath: compute.instancesPath, name: PANIC, image: buildVariantImage('panic'), extraArgs: PVPANIC_ARGS }),
       startFixtureGuest({ instancesPath: compute.instancesPath, name: HALT, image: buildVariantImage('shutdown') }),
@@ -91,11 +98,19 @@ describe('guest shutdowns, resets and panics recorded with QEMU\'s reason', () =
       [PANIC],
     );
     expect(fault.rows.length).toBe(1);
-    // Nova's power state for a panicked guest; the power-state sync then stops it, as Nova does.
-    await until('power_state CRASHED (6)', async () => {
-      const r = await sql.query<{ power_state: number }>('select power_state from instances where display_name = $1', [PANIC]);
-      return r.rows[0]?.power_state === 6 ? true : null;
-      // The power-state sync stops a crashed guest: on an idle machine CRASHED may be short-lived.
-    }, 30_000, 20);
+    // Nova's power state for a panicked guest, then (as Nova's power-state sync does for an ACTIVE
+    // instance found CRASHED) a `stop` by the host that leaves it SHUTOFF.
+    const history = await until('power_state CRASHED (6) then SHUTDOWN (4), vm_state stopped', async () => {
+      const r = await sql.query<{ power_state: number; vm_state: string; task_state: string | null }>(
+        'select power_state, vm_state, task_state from power_state_history where display_name = $1 order by id',
+        [PANIC],
+      );
+      const crashed = r.rows.findIndex((h) => h.power_state === 6);
+      const last = r.rows.at(-1);
+      return crashed >= 0 && last?.power_state === 4 && last.vm_state === 'stopped' && last.task_state === null ? r.rows.slice(crashed) : null;
+    }, 60_000);
+    expect(history.some((h) => h.task_state === 'powering-off')).toBe(true);
+    const stops = await events(PANIC);
+    expect(stops.map((e) => e.action)).toContain('stop');
   });
 });
