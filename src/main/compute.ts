@@ -21,6 +21,7 @@ import { Metrics } from '../metrics.js';
 import { registerGuestMetrics } from './guest-metrics.js';
 import { cloudMember } from './conductor.js';
 import { computeNotifications } from './notifications.js';
+import { databaseRecords } from './manage-records.js';
 
 async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-compute', 'Serve Nova\'s compute RPC API from the QEMU monitor', argv);
@@ -46,6 +47,8 @@ async function main(argv: string[]): Promise<void> {
   // Listening before the driver connects, so the first connections' shutdowns and panics are kept too.
   runEvents.start();
 
+  // novamon-manage asks the service for what it cannot read while the service holds the embedded database.
+  const records = config.DEFAULT.instance_store === 'database' ? databaseRecords(db) : undefined;
   const metrics = new Metrics('novamon-compute');
   const rabbit = config.oslo_messaging_rabbit;
   const server = new RpcServer({
@@ -53,7 +56,7 @@ async function main(argv: string[]): Promise<void> {
     exchange: config.DEFAULT.control_exchange,
     topic: 'compute',
     server: config.DEFAULT.host,
-    dispatcher: new RpcDispatcher([...computeEndpoints(manager, forensics), new NovamonEndpoint(manager, forensics)]),
+    dispatcher: new RpcDispatcher([...computeEndpoints(manager, forensics), new NovamonEndpoint(manager, forensics, records)]),
     prefetch: rabbit.rabbit_qos_prefetch_count || config.DEFAULT.executor_thread_pool_size,
     ...queueFlags(config),
     logger,

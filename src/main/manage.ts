@@ -12,8 +12,6 @@ import { NovaException, InstanceNotFound } from '../exception.js';
 import type { Database } from '../db/knex.js';
 import { syncSchema, schemaVersion } from '../db/migrate.js';
 import { KnexInstanceRepository, type InstanceRow } from '../db/instance-repository.js';
-import { KnexInstanceActionRepository } from '../db/instance-action-repository.js';
-import { KnexInstanceFaultRepository } from '../db/instance-fault-repository.js';
 import { KnexMonitorAuditRepository } from '../db/monitor-audit-repository.js';
 import { createDatabase } from '../db/knex.js';
 import { DatabaseLocked } from '../db/errors.js';
@@ -27,6 +25,7 @@ import type { ComputeDriver, MonitorCommand } from '../virt/driver.js';
 import { InstanceNameTemplate } from '../virt/instance-name.js';
 import { configFilesFromArgv, loadServiceConfig, openDatabase } from './bootstrap.js';
 import { createDriver } from './drivers.js';
+import { databaseRecords } from './manage-records.js';
 import { amqpConnection, rpcClient } from './service.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -78,17 +77,16 @@ class LazyManageServices implements ManageServices {
     }
   }
 
-  /** list_instances in novamon's namespace, from the service on this host that holds the embedded database. */
-  private async rowsFromService(allHosts: boolean): Promise<Array<Record<string, unknown>>> {
+  /** A read in novamon's namespace, answered by the service on this host that holds the embedded database. */
+  private async askService(method: string, args: Record<string, unknown>, instance?: string): Promise<unknown> {
     const locked = this.locked as DatabaseLocked;
     const timeout = this.config.DEFAULT.rpc_response_timeout;
     process.stderr.write(`novamon-manage: the embedded database is held by process ${locked.pid}; asking the running novamon-compute over RPC\n`);
-    let reply: unknown;
     try {
-      reply = await this.rpcCall({
-        method: 'list_instances',
-        instance: undefined,
-        args: { all_hosts: allHosts },
+      return await this.rpcCall({
+        method,
+        instance,
+        args,
         cast: false,
         server: undefined,
         version: NOVAMON_RPC_VERSION,
@@ -97,13 +95,16 @@ class LazyManageServices implements ManageServices {
         context: { isAdmin: true, roles: ['admin'] },
       });
     } catch (err) {
-      if (err instanceof RemoteError) throw err;
+      if (err instanceof RemoteError || err instanceof NovaException) throw err;
       throw new EmbeddedDatabaseBusy(
         `the embedded database ${locked.dataDir} is held by a running novamon-compute (process ${locked.pid}) that did not answer ` +
           `over RPC within ${timeout} s (${(err as Error).message}); stop it, or point [database] connection at PostgreSQL`,
       );
     }
-    return serviceRows.parse(reply);
+  }
+
+  private async rowsFromService(allHosts: boolean): Promise<Array<Record<string, unknown>>> {
+    return serviceRows.parse(await this.askService('list_instances', { all_hosts: allHosts }));
   }
 
   private async instanceRow(ref: string): Promise<InstanceRow> {
@@ -120,7 +121,8 @@ class LazyManageServices implements ManageServices {
   }
 
   async dbVersion() {
-    return schemaVersion(await this.database());
+    const db = await this.readableDatabase();
+    return db ? schemaVersion(db) : this.askService('db_version', {});
   }
 
   async listInstances(opts: { allHosts: boolean }) {
@@ -147,15 +149,15 @@ class LazyManageServices implements ManageServices {
   }
 
   async instanceActions(ref: string) {
-    const row = await this.instanceRow(ref);
-    const repo = new KnexInstanceActionRepository(await this.database());
-    const actions = await repo.listForInstance(row.uuid);
-    return Promise.all(actions.map(async (a) => (await repo.getByRequestId(row.uuid, a.requestId)) ?? a));
+    const db = await this.readableDatabase();
+    if (!db) return this.askService('instance_actions', {}, ref);
+    return databaseRecords(db).instanceActions((await this.instanceRow(ref)).uuid);
   }
 
   async instanceFaults(ref: string) {
-    const row = await this.instanceRow(ref);
-    return new KnexInstanceFaultRepository(await this.database()).listForInstance(row.uuid);
+    const db = await this.readableDatabase();
+    if (!db) return this.askService('instance_faults', {}, ref);
+    return databaseRecords(db).instanceFaults((await this.instanceRow(ref)).uuid);
   }
 
   /**

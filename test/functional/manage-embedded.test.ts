@@ -1,6 +1,7 @@
 // novamon-manage beside a running novamon-compute on the embedded PGlite database, which only one
-// process can open: `instance list` and `instance show` ask the running service over RPC and print
-// what they print from the database; writes refuse and say why; a service that does not answer is named.
+// process can open: `instance list`, `show`, `actions`, `faults` and `db version` ask the running service
+// over RPC and print what they print from the database; writes refuse and say why; a service that does
+// not answer is named.
 
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -66,12 +67,35 @@ it('lists and shows the guest through the running service, then prints the same 
   expect(adopt.code).toBe(1);
   expect(adopt.stderr).toMatch(/instance adopt writes the database, and the embedded database \S+ is held by process \d+ \(a running novamon-compute\): stop the service first, or point \[database\] connection at PostgreSQL/);
 
+  // The records of an action taken through the service, read back through it: actions, faults, schema version.
+  const pause = await manage(compute.configPath, ['rpc', 'call', 'pause_instance', '--instance', NAME]);
+  expect(pause.code, pause.stderr).toBe(0);
+  const reads = [['instance', 'actions', NAME], ['instance', 'faults', uuid], ['db', 'version']];
+  const viaService = await Promise.all(reads.map((args) => manage(compute.configPath, args)));
+  for (const r of viaService) {
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/asking the running novamon-compute over RPC/);
+  }
+  const [actions, faults, version] = viaService.map((r) => JSON.parse(r.stdout) as unknown);
+  expect(actions).toEqual([expect.objectContaining({ action: 'pause', instanceUuid: uuid, events: [expect.objectContaining({ event: 'compute_pause_instance', result: 'Success' })] })]);
+  expect(faults).toEqual([]);
+  expect(version).toMatchObject({ pending: [] });
+
   const { code } = await compute.stop();
   expect(code).toBe(0);
   const direct = await manage(compute.configPath, ['instance', 'list']);
   expect(direct.code, direct.stderr).toBe(0);
   expect(direct.stderr).not.toMatch(/asking the running/);
-  expect(JSON.parse(direct.stdout)).toEqual(rows);
+  expect(JSON.parse(direct.stdout)).toEqual([{ ...rows[0], vmState: 'paused', powerState: 3, updatedAt: expect.any(String) }]);
+  // The same records, read from the database itself once the service is gone.
+  // One at a time: only one process can open the embedded database.
+  const fromDb: unknown[] = [];
+  for (const args of reads) {
+    const r = await manage(compute.configPath, args);
+    expect(r.code, r.stderr).toBe(0);
+    fromDb.push(JSON.parse(r.stdout));
+  }
+  expect(fromDb).toEqual([actions, faults, version]);
 }, 120_000);
 
 it('names the holder when no service answers within rpc_response_timeout', async () => {

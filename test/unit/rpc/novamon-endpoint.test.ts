@@ -77,6 +77,36 @@ describe('list_instances', () => {
   });
 });
 
+describe('instance_actions, instance_faults, db_version (1.1)', () => {
+  const records = {
+    instanceActions: async (uuid: string) => [{ action: 'pause', instanceUuid: uuid }],
+    instanceFaults: async (uuid: string) => [{ code: 500, instanceUuid: uuid }],
+    schemaVersion: async () => ({ version: 9, latest: 9, applied: [], pending: [] }),
+  };
+  function withRecords(served: boolean) {
+    const { h } = setup();
+    const recorder = new InstanceRecorder(settings(), h.stores, noNotifications, silentLogger());
+    const forensics = new ComputeForensics(h.driver, settings(), h.stores, recorder, silentLogger());
+    return new RpcDispatcher([new NovamonEndpoint(h.manager, forensics, served ? records : undefined)]);
+  }
+
+  it('reads the instance\'s records for an admin, the instance resolved as any compute call resolves it', async () => {
+    const d = withRecords(true);
+    expect(await d.dispatch('instance_actions', '1.1', 'novamon', ctx(), { instance })).toEqual([{ action: 'pause', instanceUuid: UUID_A }]);
+    expect(await d.dispatch('instance_faults', '1.1', 'novamon', ctx(), { instance })).toEqual([{ code: 500, instanceUuid: UUID_A }]);
+    expect(await d.dispatch('db_version', '1.1', 'novamon', ctx(), {})).toMatchObject({ version: 9 });
+    await expect(d.dispatch('instance_faults', '1.1', 'novamon', ctx(), { instance: instancePrimitive({ uuid: '00000000-0000-4000-8000-0000000000ff', host: 'host1' }) })).rejects.toThrow(/could not be found/);
+  });
+
+  it('refuses a non-admin context and unknown arguments, and is absent when the service keeps no records', async () => {
+    const d = withRecords(true);
+    await expect(d.dispatch('db_version', '1.1', 'novamon', ctx({ isAdmin: false, roles: ['member'] }), {})).rejects.toBeInstanceOf(PolicyNotAuthorized);
+    await expect(d.dispatch('instance_actions', '1.1', 'novamon', ctx({ isAdmin: false, roles: ['member'] }), { instance })).rejects.toBeInstanceOf(PolicyNotAuthorized);
+    await expect(d.dispatch('db_version', '1.1', 'novamon', ctx(), { verbose: true })).rejects.toBeInstanceOf(UnexpectedKeywordArgument);
+    await expect(withRecords(false).dispatch('db_version', '1.1', 'novamon', ctx(), {})).rejects.toThrow(/does not support RPC method db_version/);
+  });
+});
+
 describe('trigger_crash_dump', () => {
   it('injects an NMI and records the compute_trigger_crash_dump event', async () => {
     const { h, dispatcher } = setup();
