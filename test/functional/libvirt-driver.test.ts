@@ -4,11 +4,13 @@
 
 import { randomInt, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/loader.js';
 import { HypervisorUnavailable, InstanceNotFound, MonitorTimeout } from '../../src/exception.js';
 import { silentLogger } from '../../src/logging.js';
+import { LibvirtConnection } from '../../src/virt/libvirt/connection.js';
 import { LibvirtDriver } from '../../src/virt/libvirt/driver.js';
+import { QEMU_PROGRAM, QemuProc, RemoteProc } from '../../src/virt/libvirt/protocol.js';
 import { PowerState } from '../../src/virt/power-state.js';
 import { startLibvirtDomain, type LibvirtDomain } from '../fixtures/libvirt-domain.js';
 import { ensureLibvirtd } from '../fixtures/libvirt-env.js';
@@ -63,6 +65,27 @@ describe('LibvirtDriver on a real domain', () => {
     const names = (await driver.listInstances()).map((i) => i.name);
     expect(names).toContain(dom.name);
     expect(names).not.toContain(stray.name);
+  });
+
+  it('diagnostics cost three libvirt calls, one of them a QEMU command; concurrent callers share them', async () => {
+    // The first call learns the XML, the domain handle and the QEMU start time.
+    await driver.getInstanceDiagnostics({ name: dom.name });
+    const spy = vi.spyOn(LibvirtConnection.prototype, 'call');
+    try {
+      const d = await driver.getInstanceDiagnostics({ name: dom.name });
+      expect(d.diskDetails[0]?.readBytes).toBeGreaterThanOrEqual(512);
+      expect(d.cpuDetails[0]?.time).toBeGreaterThan(0);
+      const asked = spy.mock.calls.map(([prog, proc]) => (prog === QEMU_PROGRAM ? `qemu:${proc}` : `remote:${proc}`)).sort();
+      expect(asked).toEqual([
+        `qemu:${QemuProc.DOMAIN_MONITOR_COMMAND}`, `remote:${RemoteProc.DOMAIN_GET_VCPUS}`, `remote:${RemoteProc.CONNECT_GET_ALL_DOMAIN_STATS}`,
+      ].sort());
+      spy.mockClear();
+      const all = await Promise.all(Array.from({ length: 8 }, () => driver.getInstanceDiagnostics({ name: dom.name })));
+      expect(all.every((x) => x.state === 'running')).toBe(true);
+      expect(spy.mock.calls).toHaveLength(3);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('a frozen QEMU makes the passthrough time out within the command timeout, then recovers', async () => {

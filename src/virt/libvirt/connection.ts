@@ -321,6 +321,21 @@ export class LibvirtConnection {
     return (await this.remote(RemoteProc.DOMAIN_GET_XML_DESC, this.dom(d).uint(flags))).string();
   }
 
+  /**
+   * virDomainGetVcpus without CPU maps: each online vCPU's number and CPU time (ns), which libvirtd reads
+   * from the vCPU thread's /proc entry (no domain job, nothing asked of QEMU). At most `maxinfo` entries.
+   */
+  async getVcpus(d: DomainHandle, maxinfo: number): Promise<{ number: number; cpuTimeNs: bigint }[]> {
+    const r = await this.remote(RemoteProc.DOMAIN_GET_VCPUS, this.dom(d).int(maxinfo).int(0));
+    return r.array((x) => {
+      const number = x.uint();
+      x.int(); // state
+      const cpuTimeNs = x.uhyper();
+      x.int(); // host CPU it last ran on
+      return { number, cpuTimeNs };
+    }, maxinfo);
+  }
+
   async create(d: DomainHandle, timeoutMs?: number): Promise<void> {
     await this.remote(RemoteProc.DOMAIN_CREATE, this.dom(d), timeoutMs);
   }

@@ -1,49 +1,18 @@
-// Turns libvirt's bulk domain stats (virConnectGetAllDomainStats) plus the domain XML into Nova's
-// Diagnostics object and the legacy flat dict. Unknown figures are null, never a sentinel; disk error
-// counts come from QEMU's query-blockstats through the passthrough, matched to disks by device alias.
+// Shapes one collection of a libvirt guest's figures (guest-stats.ts) as Nova's Diagnostics object and as
+// the legacy flat dict. Unknown figures are null, never a sentinel (except where Nova's legacy dict has one).
 
-import * as qmp from '../../qmp/commands.js';
 import type { Diagnostics, DiskDiagnostics, LegacyDiagnostics, NicDiagnostics } from '../driver.js';
 import { powerStateName } from '../power-state.js';
-import type { DomainConfig } from './domain-xml.js';
-import { powerStateFromLibvirt, type LibvirtGuest } from './guest.js';
-import type { TypedParamValue } from './protocol.js';
+import { powerStateFromLibvirt } from './guest.js';
+import { num, type LibvirtGuestStats, type StatsParams } from './guest-stats.js';
 
-type Stats = Map<string, TypedParamValue>;
-
-function num(stats: Stats, key: string): number | null {
-  const v = stats.get(key);
-  if (typeof v === 'bigint') return Number(v);
-  if (typeof v === 'number') return v;
-  return null;
-}
-
-function count(stats: Stats, key: string): number {
-  return num(stats, key) ?? 0;
-}
-
-interface BlockStat { target: string; readBytes: number | null; readRequests: number | null; writeBytes: number | null; writeRequests: number | null }
 interface NetStat { name: string; rx: number | null; rxPackets: number | null; rxErrors: number | null; rxDrop: number | null; tx: number | null; txPackets: number | null; txErrors: number | null; txDrop: number | null }
 
-function blocks(stats: Stats): BlockStat[] {
-  const out: BlockStat[] = [];
-  for (let i = 0; i < count(stats, 'block.count'); i++) {
-    const target = stats.get(`block.${i}.name`);
-    if (typeof target !== 'string') continue;
-    out.push({
-      target,
-      readBytes: num(stats, `block.${i}.rd.bytes`),
-      readRequests: num(stats, `block.${i}.rd.reqs`),
-      writeBytes: num(stats, `block.${i}.wr.bytes`),
-      writeRequests: num(stats, `block.${i}.wr.reqs`),
-    });
-  }
-  return out;
-}
-
-function nets(stats: Stats): Map<string, NetStat> {
+/** Interface counters libvirt reports (only NICs with a host device, e.g. a tap, have any), by device name. */
+function nets(stats: StatsParams): Map<string, NetStat> {
   const out = new Map<string, NetStat>();
-  for (let i = 0; i < count(stats, 'net.count'); i++) {
+  const n = Math.min(num(stats, 'net.count') ?? 0, 4096);
+  for (let i = 0; i < n; i++) {
     const name = stats.get(`net.${i}.name`);
     if (typeof name !== 'string') continue;
     const p = `net.${i}.`;
@@ -56,96 +25,73 @@ function nets(stats: Stats): Map<string, NetStat> {
   return out;
 }
 
-function diskErrors(config: DomainConfig, target: string, errors: Map<string, number>): number | null {
-  const alias = config.disks.find((d) => d.target === target)?.alias;
-  return alias ? (errors.get(alias) ?? null) : null;
+/** Memory the guest uses (KiB), from its own balloon report (libvirt leaves out what it never reported). */
+function usedKiB(balloon: StatsParams): number | null {
+  const available = num(balloon, 'balloon.available');
+  const unused = num(balloon, 'balloon.unused');
+  return available !== null && unused !== null ? available - unused : null;
 }
 
-/** Failed I/O operations per device alias, from QEMU's query-blockstats (sum of failed_*). */
-export async function blockErrorsByAlias(guest: LibvirtGuest): Promise<Map<string, number>> {
-  // Through libvirt's qemu-monitor-command, with the reply checked like every other QMP reply.
-  const reply = await qmp.queryBlockstats((command, args) => guest.qmp(command, args));
-  const out = new Map<string, number>();
-  for (const entry of reply) {
-    const failed = Object.entries(entry.stats)
-      .filter(([k, v]) => k.startsWith('failed_') && k.endsWith('_operations') && typeof v === 'number')
-      .reduce((sum, [, v]) => sum + (v as number), 0);
-    if (entry.qdev) {
-      const m = /^\/machine\/peripheral\/([^/]+)/.exec(entry.qdev);
-      out.set(m ? m[1]! : entry.qdev, failed);
-    }
-    if (entry.device) out.set(entry.device.replace(/^drive-/, ''), failed);
-  }
-  return out;
-}
-
-export function diagnosticsFromStats(stats: Stats, config: DomainConfig, blockErrors: Map<string, number>, uptime: number | null): Diagnostics {
-  const state = powerStateName(powerStateFromLibvirt(count(stats, 'state.state'))) as Diagnostics['state'];
-  const cpuDetails = Array.from({ length: count(stats, 'vcpu.current') }, (_, i) => ({
-    id: i,
-    time: num(stats, `vcpu.${i}.time`),
-    utilisation: null,
+export function diagnosticsFromStats(s: LibvirtGuestStats, now = Date.now()): Diagnostics {
+  const { config } = s;
+  const netStats = nets(s.params);
+  const diskDetails: DiskDiagnostics[] = s.disks.map((d) => ({
+    device: d.target,
+    readBytes: d.readBytes,
+    readRequests: d.readRequests,
+    writeBytes: d.writeBytes,
+    writeRequests: d.writeRequests,
+    errorsCount: d.errors,
   }));
-  const diskDetails: DiskDiagnostics[] = blocks(stats).map((b) => ({
-    device: b.target,
-    readBytes: b.readBytes,
-    readRequests: b.readRequests,
-    writeBytes: b.writeBytes,
-    writeRequests: b.writeRequests,
-    errorsCount: diskErrors(config, b.target, blockErrors),
-  }));
-  const netStats = nets(stats);
   const nicDetails: NicDiagnostics[] = config.interfaces.map((iface) => {
-    const s = iface.target ? netStats.get(iface.target) : undefined;
+    const n = iface.target ? netStats.get(iface.target) : undefined;
     return {
       macAddress: iface.mac,
-      rxOctets: s?.rx ?? null, rxErrors: s?.rxErrors ?? null, rxDrop: s?.rxDrop ?? null, rxPackets: s?.rxPackets ?? null, rxRate: null,
-      txOctets: s?.tx ?? null, txErrors: s?.txErrors ?? null, txDrop: s?.txDrop ?? null, txPackets: s?.txPackets ?? null, txRate: null,
+      rxOctets: n?.rx ?? null, rxErrors: n?.rxErrors ?? null, rxDrop: n?.rxDrop ?? null, rxPackets: n?.rxPackets ?? null, rxRate: null,
+      txOctets: n?.tx ?? null, txErrors: n?.txErrors ?? null, txDrop: n?.txDrop ?? null, txPackets: n?.txPackets ?? null, txRate: null,
     };
   });
-  const maxKiB = num(stats, 'balloon.maximum') ?? config.memoryKiB;
-  const available = num(stats, 'balloon.available');
-  const unused = num(stats, 'balloon.unused');
+  const used = usedKiB(s.balloon);
   return {
-    state,
+    state: powerStateName(powerStateFromLibvirt(s.state)) as Diagnostics['state'],
     driver: 'libvirt',
     hypervisor: config.type,
     hypervisorOs: 'linux',
-    uptime,
+    uptime: s.startedAt === null ? null : Math.max(0, Math.floor((now - s.startedAt) / 1000)),
     configDrive: config.disks.some((d) => d.source?.endsWith('disk.config') ?? false),
-    cpuDetails,
+    cpuDetails: s.vcpus.map((v) => ({ id: v.id, time: v.timeNs, utilisation: null })),
     nicDetails,
     diskDetails,
     memoryDetails: {
-      maximum: maxKiB === null ? null : Math.floor(maxKiB / 1024),
-      used: available !== null && unused !== null ? Math.floor((available - unused) / 1024) : null,
+      maximum: config.memoryKiB === null ? null : Math.floor(config.memoryKiB / 1024),
+      used: used === null ? null : Math.floor(used / 1024),
     },
   };
 }
 
-export function legacyDiagnosticsFromStats(stats: Stats, config: DomainConfig, blockErrors: Map<string, number>): LegacyDiagnostics {
+export function legacyDiagnosticsFromStats(s: LibvirtGuestStats): LegacyDiagnostics {
   const out: LegacyDiagnostics = {};
-  for (let i = 0; i < count(stats, 'vcpu.current'); i++) out[`cpu${i}_time`] = num(stats, `vcpu.${i}.time`);
-  for (const b of blocks(stats)) {
-    out[`${b.target}_read_req`] = b.readRequests;
-    out[`${b.target}_read`] = b.readBytes;
-    out[`${b.target}_write_req`] = b.writeRequests;
-    out[`${b.target}_write`] = b.writeBytes;
+  for (const v of s.vcpus) out[`cpu${v.id}_time`] = v.timeNs;
+  for (const d of s.disks) {
+    out[`${d.target}_read_req`] = d.readRequests;
+    out[`${d.target}_read`] = d.readBytes;
+    out[`${d.target}_write_req`] = d.writeRequests;
+    out[`${d.target}_write`] = d.writeBytes;
     // Nova's libvirt driver reports -1 where libvirt has no error count.
-    out[`${b.target}_errors`] = diskErrors(config, b.target, blockErrors) ?? -1;
+    out[`${d.target}_errors`] = d.errors ?? -1;
   }
-  for (const n of nets(stats).values()) {
+  for (const n of nets(s.params).values()) {
     Object.assign(out, {
       [`${n.name}_rx`]: n.rx, [`${n.name}_rx_packets`]: n.rxPackets, [`${n.name}_rx_errors`]: n.rxErrors, [`${n.name}_rx_drop`]: n.rxDrop,
       [`${n.name}_tx`]: n.tx, [`${n.name}_tx_packets`]: n.txPackets, [`${n.name}_tx_errors`]: n.txErrors, [`${n.name}_tx_drop`]: n.txDrop,
     });
   }
-  const memory = num(stats, 'balloon.maximum') ?? config.memoryKiB;
+  const memory = num(s.balloon, 'balloon.maximum') ?? s.config.memoryKiB;
   if (memory !== null) out['memory'] = memory;
-  for (const key of stats.keys()) {
+  for (const key of s.balloon.keys()) {
     if (!key.startsWith('balloon.') || key === 'balloon.maximum') continue;
     const stat = key.slice('balloon.'.length);
-    const v = num(stats, key);
+    const v = num(s.balloon, key);
     if (v !== null) out[`memory-${stat === 'current' ? 'actual' : stat}`] = v;
   }
   return out;

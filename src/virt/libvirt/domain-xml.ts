@@ -164,6 +164,10 @@ export interface DomainConfig {
   /** Domain type: qemu (TCG) or kvm. */
   type: string | null;
   memoryKiB: number | null;
+  /** Maximum vCPU count (the `<vcpu>` element). */
+  vcpus: number | null;
+  /** The balloon's guest-stats period in seconds; 0 when the domain has no balloon or collects no stats. */
+  balloonStatsPeriod: number;
   vnc: { port: number | null; listen: string | null } | null;
   /** Serial ports with a host-side TCP server (mode bind), for get_serial_console. */
   tcpSerials: { host: string; port: number }[];
@@ -188,6 +192,8 @@ export function parseDomainXml(xml: string): DomainConfig {
   const memUnit = (memory?.attrs['unit'] ?? 'KiB').toLowerCase();
   const memValue = intOrNull(memory?.text.trim());
   const graphics = children(devices, 'graphics').find((g) => g.attrs['type'] === 'vnc');
+  const balloon = child(devices, 'memballoon');
+  const statsPeriod = balloon && balloon.attrs['model'] !== 'none' ? intOrNull(child(balloon, 'stats')?.attrs['period']) : null;
 
   const consoleLogs: string[] = [];
   const tcpSerials: { host: string; port: number }[] = [];
@@ -207,6 +213,8 @@ export function parseDomainXml(xml: string): DomainConfig {
     uuid: child(root, 'uuid')?.text.trim() ?? null,
     type: root.attrs['type'] ?? null,
     memoryKiB: memValue === null ? null : Math.round(memValue * (UNIT_KIB[memUnit] ?? 1)),
+    vcpus: intOrNull(child(root, 'vcpu')?.text.trim()),
+    balloonStatsPeriod: statsPeriod !== null && statsPeriod > 0 ? statsPeriod : 0,
     vnc: graphics
       ? { port: intOrNull(graphics.attrs['port']), listen: graphics.attrs['listen'] ?? child(graphics, 'listen')?.attrs['address'] ?? null }
       : null,

@@ -17,7 +17,8 @@ import { LibvirtStreamTooLarge } from './connection.js';
 import { screenshotFromLibvirt } from './screenshot.js';
 import { InstanceNameTemplate } from '../instance-name.js';
 import { powerStateName } from '../power-state.js';
-import { diagnosticsFromStats, legacyDiagnosticsFromStats, blockErrorsByAlias } from './diagnostics.js';
+import { diagnosticsFromStats, legacyDiagnosticsFromStats } from './diagnostics.js';
+import { LibvirtStatsCollector, type LibvirtGuestStats } from './guest-stats.js';
 import { DomainCache } from './domain-cache.js';
 import { LibvirtGuest, powerStateFromLibvirt } from './guest.js';
 import { LibvirtHost } from './host.js';
@@ -27,7 +28,10 @@ import { DomainState, StatsType, uuidToString } from './protocol.js';
 /** The loaded Config; the same registry key as the composition root's ConfigId (virt/ must not import main/). */
 export const LibvirtDriverConfig = Symbol.for('novamon.Config');
 
-const ALL_STATS = StatsType.STATE | StatsType.CPU_TOTAL | StatsType.BALLOON | StatsType.VCPU | StatsType.INTERFACE | StatsType.BLOCK;
+/** A domain with a QEMU process (running, paused, ...), which has figures to report. */
+function isLive(state: number): boolean {
+  return state !== DomainState.SHUTOFF && state !== DomainState.CRASHED && state !== DomainState.NOSTATE;
+}
 
 @injectable()
 export class LibvirtDriver implements ComputeDriver {
@@ -37,6 +41,8 @@ export class LibvirtDriver implements ComputeDriver {
   private readonly domains: DomainCache;
   private readonly names: InstanceNameTemplate;
   private readonly listeners = new Set<LifecycleListener>();
+  /** Diagnostics figures: shared by concurrent callers, balloon and start time kept between calls. */
+  private readonly stats: LibvirtStatsCollector;
   private readonly log: Logger;
 
   constructor(
@@ -53,8 +59,10 @@ export class LibvirtDriver implements ComputeDriver {
     });
     this.host.hostName = config.DEFAULT.host;
     this.domains = new DomainCache(this.host);
+    this.stats = new LibvirtStatsCollector(this.log);
     this.host.onLifecycle((m) => {
       this.domains.apply(m);
+      this.stats.forget(m.domain.name);
       const event = lifecycleEventFromLibvirt(m.domain.name, uuidToString(m.domain.uuid), m.event, m.detail, Date.now());
       if (!event) return;
       for (const l of this.listeners) {
@@ -99,13 +107,11 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   async getInstanceDiagnostics(instance: InstanceRef): Promise<Diagnostics> {
-    const { guest, stats, config, blockErrors } = await this.diagnosable(instance, 'get_instance_diagnostics');
-    return diagnosticsFromStats(stats, config, blockErrors, await guest.uptimeSeconds());
+    return diagnosticsFromStats(await this.diagnosable(instance, 'get_instance_diagnostics', false));
   }
 
   async getDiagnostics(instance: InstanceRef): Promise<LegacyDiagnostics> {
-    const { stats, config, blockErrors } = await this.diagnosable(instance, 'get_diagnostics');
-    return legacyDiagnosticsFromStats(stats, config, blockErrors);
+    return legacyDiagnosticsFromStats(await this.diagnosable(instance, 'get_diagnostics', true));
   }
 
   async getVncConsole(instance: InstanceRef): Promise<ConsoleEndpoint> {
@@ -229,25 +235,24 @@ export class LibvirtDriver implements ComputeDriver {
     return new LibvirtGuest(this.host, handle, instance.uuid ?? name, this.domains);
   }
 
-  private async diagnosable(instance: InstanceRef, method: string) {
+  /** The guest's figures, or InstanceInvalidState when it is not running (checked from what events told us first). */
+  private async diagnosable(instance: InstanceRef, method: string, freshBalloon: boolean): Promise<LibvirtGuestStats> {
     const guest = await this.guest(instance);
-    const stats = await guest.stats(ALL_STATS);
-    const state = Number(stats.get('state.state') ?? DomainState.NOSTATE);
-    if (state === DomainState.SHUTOFF || state === DomainState.CRASHED || state === DomainState.NOSTATE) {
-      throw new InstanceInvalidState(guest.instanceId, 'power_state', powerStateName(powerStateFromLibvirt(state)), method);
+    const notRunning = (state: number) =>
+      new InstanceInvalidState(guest.instanceId, 'power_state', powerStateName(powerStateFromLibvirt(state)), method);
+    const before = await guest.state();
+    if (!isLive(before)) throw notRunning(before);
+    let stats: LibvirtGuestStats;
+    try {
+      stats = await this.stats.collect(guest, freshBalloon);
+    } catch (err) {
+      // The domain may have stopped after the check: then that is the answer, not the failed call.
+      this.domains.forget(guest.name, 'state');
+      const now = await guest.state().catch(() => before);
+      throw isLive(now) ? err : notRunning(now);
     }
-    const [cached, blockErrors] = await Promise.all([
-      guest.config(),
-      blockErrorsByAlias(guest).catch((err: unknown) => {
-        this.log.warn({ err, instance: guest.instanceId }, 'query-blockstats through libvirt failed; disk error counts unknown');
-        return new Map<string, number>();
-      }),
-    ]);
-    // Hot-plug sends no lifecycle event: a kept XML whose devices disagree with the live stats is read again.
-    const stale = cached.disks.length !== Number(stats.get('block.count') ?? 0) || cached.interfaces.length !== Number(stats.get('net.count') ?? 0);
-    if (stale) this.domains.forget(guest.name);
-    const config = stale ? await guest.config() : cached;
-    return { guest, stats, config, blockErrors };
+    if (!isLive(stats.state)) throw notRunning(stats.state);
+    return stats;
   }
 
   /** ACPI power-off, re-sent every retryInterval, until the domain is shut off or timeout seconds pass. */

@@ -72,7 +72,9 @@ export class LibvirtGuest {
     return s !== DomainState.SHUTOFF && s !== DomainState.NOSTATE && s !== DomainState.CRASHED;
   }
 
-  async config(): Promise<DomainConfig> {
+  /** The domain's live XML, as kept by the cache; `refresh` drops what the cache knew first. */
+  async config(refresh = false): Promise<DomainConfig> {
+    if (refresh) this.cache?.forget(this.name);
     const ask = async () => parseDomainXml(await this.call((c) => c.getXmlDesc(this.handle)));
     return this.cache ? this.cache.config(this.name, ask) : ask();
   }
@@ -116,6 +118,12 @@ export class LibvirtGuest {
     return this.call((c) => c.screenshot(this.handle, maxBytes, Math.max(this.host.callTimeoutMs, 30_000)));
   }
 
+  /** CPU time of each online vCPU (ns), by vCPU number; libvirtd reads it from /proc without a domain job. */
+  async vcpuTimes(maxVcpus: number): Promise<{ id: number; timeNs: number }[]> {
+    const info = await this.call((c) => c.getVcpus(this.handle, maxVcpus));
+    return info.map((v) => ({ id: v.number, timeNs: Number(v.cpuTimeNs) }));
+  }
+
   async stats(types: number): Promise<Map<string, TypedParamValue>> {
     const records = await this.call((c) => c.getAllDomainStats([this.handle], types));
     return records[0]?.params ?? new Map();
@@ -157,19 +165,19 @@ export class LibvirtGuest {
     }
   }
 
-  /** Seconds since the QEMU process started, from its pidfile and /proc; null when unreadable. */
-  async uptimeSeconds(): Promise<number | null> {
+  /** When the QEMU process started (epoch ms), from its pidfile and /proc; null when unreadable. */
+  async startedAt(): Promise<number | null> {
     try {
       const pid = Number((await readFile(`${QEMU_PID_DIR}/${this.name}.pid`, 'utf8')).trim());
       if (!Number.isInteger(pid) || pid <= 0) return null;
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      const [stat, uptimeText] = await Promise.all([readFile(`/proc/${pid}/stat`, 'utf8'), readFile('/proc/uptime', 'utf8')]);
       // Fields after the command name (which may contain spaces) start at ") "; starttime is field 22.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const startTicks = Number(fields[19]);
-      const uptime = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]);
+      const uptime = Number(uptimeText.split(' ')[0]);
       const hz = 100; // USER_HZ is 100 on every Linux ABI novamon runs on
       if (!Number.isFinite(startTicks) || !Number.isFinite(uptime)) return null;
-      return Math.max(0, Math.floor(uptime - startTicks / hz));
+      return Date.now() - Math.max(0, uptime - startTicks / hz) * 1000;
     } catch {
       return null;
     }

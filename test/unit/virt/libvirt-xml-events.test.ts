@@ -14,6 +14,7 @@ const LIBVIRT_XML = `<domain type='qemu' id='7'>
   <name>instance-0000000a</name>
   <uuid>2c16c75d-9598-44bb-8ae2-d7f84bf7514c</uuid>
   <memory unit='KiB'>65536</memory>
+  <vcpu placement='static'>2</vcpu>
   <!-- a comment -->
   <devices>
     <disk type='file' device='disk'>
@@ -37,6 +38,7 @@ const LIBVIRT_XML = `<domain type='qemu' id='7'>
     <graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1'>
       <listen type='address' address='127.0.0.1'/>
     </graphics>
+    <memballoon model='virtio'><stats period='10'/><alias name='balloon0'/></memballoon>
   </devices>
 </domain>`;
 
@@ -79,6 +81,8 @@ describe('XML', () => {
       uuid: '2c16c75d-9598-44bb-8ae2-d7f84bf7514c',
       type: 'qemu',
       memoryKiB: 65536,
+      vcpus: 2,
+      balloonStatsPeriod: 10,
       vnc: { port: 5901, listen: '127.0.0.1' },
       tcpSerials: [{ host: '127.0.0.1', port: 10000 }],
       consoleLogs: ['/var/lib/nova/instances/x/console.log'],
@@ -93,6 +97,11 @@ describe('XML', () => {
     expect(c.consoleLogs).toEqual(['/tmp/a&b.log']);
     expect(c.vnc).toBeNull();
     expect(c.memoryKiB).toBe(65536);
+    // No balloon, or one that collects no guest stats: nothing to ask the guest.
+    expect(c.balloonStatsPeriod).toBe(0);
+    const none = parseDomainXml(`<domain><name>n</name><devices><memballoon model="none"><stats period="5"/></memballoon></devices></domain>`);
+    expect(none.balloonStatsPeriod).toBe(0);
+    expect(none.vcpus).toBeNull();
   });
 
   it('refuses DTDs (no entity expansion), mismatched tags and junk', () => {
