@@ -24,6 +24,7 @@ import {
   type InstanceStatesUpdate,
   isUnexpectedTaskState,
 } from './tokens.js';
+import { KeyedChain } from '../keyed-chain.js';
 
 /** How the host stops an instance it found off (the manager's stop_instance, run in-process). */
 export type StopHandler = (ctx: RequestContext, instance: ResolvedInstance) => Promise<void>;
@@ -61,7 +62,7 @@ export class PowerStateSync {
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   /** Per-instance chain so events for one guest apply in order. */
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly chains = new KeyedChain();
   private closed = false;
   private stopHandler: StopHandler | null = null;
   eventsHandled = 0;
@@ -118,20 +119,14 @@ export class PowerStateSync {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
-    await Promise.allSettled([...this.chains.values()]);
+    await this.chains.settled();
     this.closed = true;
   }
 
   private enqueue(name: string, work: () => Promise<void>): Promise<void> {
-    const prev = this.chains.get(name) ?? Promise.resolve();
-    const next = prev
-      .then(() => (this.closed ? undefined : work()))
+    return this.chains
+      .run(name, () => (this.closed ? Promise.resolve() : work()))
       .catch((err: unknown) => this.log.error({ instance_name: name, err }, 'power-state update failed'));
-    this.chains.set(name, next);
-    void next.finally(() => {
-      if (this.chains.get(name) === next) this.chains.delete(name);
-    });
-    return next;
   }
 
   private async reconcile(guest: DiscoveredInstance): Promise<void> {

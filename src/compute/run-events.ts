@@ -10,6 +10,7 @@ import type { Logger } from '../logging.js';
 import { ComputeDriver, type GuestRunEvent } from '../virt/driver.js';
 import { PowerStateSync } from './lifecycle.js';
 import { ComputeLogger, ComputeSettings, ComputeStores, type ComputeSettingsShape, type ComputeStoresShape } from './tokens.js';
+import { KeyedChain } from '../keyed-chain.js';
 
 const ACTIONS: Record<GuestRunEvent['event'], string> = {
   SHUTDOWN: 'guest_shutdown',
@@ -33,7 +34,7 @@ export class GuestRunEventLog {
   private readonly log: Logger;
   private unsubscribe: (() => void) | null = null;
   /** One chain per guest, so a guest's events are recorded in the order QEMU sent them. */
-  private readonly chains = new Map<string, Promise<void>>();
+  private readonly chains = new KeyedChain();
   recorded = 0;
 
   constructor(
@@ -54,16 +55,11 @@ export class GuestRunEventLog {
   async close(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = null;
-    await Promise.allSettled([...this.chains.values()]);
+    await this.chains.settled();
   }
 
   private enqueue(e: GuestRunEvent): void {
-    const prev = this.chains.get(e.name) ?? Promise.resolve();
-    const next = prev.then(() => this.record(e)).catch((err: unknown) => this.log.error({ err, instance_name: e.name, event: e.event }, 'guest run event not recorded'));
-    this.chains.set(e.name, next);
-    void next.finally(() => {
-      if (this.chains.get(e.name) === next) this.chains.delete(e.name);
-    });
+    this.chains.run(e.name, () => this.record(e)).catch((err: unknown) => this.log.error({ err, instance_name: e.name, event: e.event }, 'guest run event not recorded'));
   }
 
   private async record(e: GuestRunEvent): Promise<void> {

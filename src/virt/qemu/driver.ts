@@ -42,6 +42,7 @@ import { readCmdline } from './proc.js';
 import { guestScreenshot, guestTriggerCrashDump } from './forensics.js';
 import { guestView } from './view.js';
 import { sampleGuests } from './samples.js';
+import { KeyedChain } from '../../keyed-chain.js';
 
 export const QemuDriverOptions = Symbol.for('novamon.QemuDriverOptions');
 export const DEFAULT_EMULATORS: readonly string[] = ['/usr/bin/qemu-system-x86_64'];
@@ -80,7 +81,7 @@ export class QemuDriver implements ComputeDriver {
   private readonly ctx: QemuContext;
   private readonly host: QemuHost;
   private hostName: string;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly powerActions = new KeyedChain();
   /** Diagnostics collections in flight per model: concurrent requests for one guest share one. */
   private readonly collecting = new WeakMap<GuestModel, { run: Promise<GuestStats>; startedAt: number }>();
 
@@ -162,17 +163,7 @@ export class QemuDriver implements ComputeDriver {
 
   /** Power actions on one guest run one at a time; other guests are not held up. */
   private async serialised<T>(ref: InstanceRef, fn: (g: QemuGuest) => Promise<T>): Promise<T> {
-    return this.withGuest(ref, async (g) => {
-      const before = this.locks.get(g.name) ?? Promise.resolve();
-      const run = before.catch(() => undefined).then(() => this.host.duringOperation(g.name, () => fn(g)));
-      const tail = run.catch(() => undefined);
-      this.locks.set(g.name, tail);
-      try {
-        return await run;
-      } finally {
-        if (this.locks.get(g.name) === tail) this.locks.delete(g.name);
-      }
-    });
+    return this.withGuest(ref, (g) => this.powerActions.run(g.name, () => this.host.duringOperation(g.name, () => fn(g))));
   }
 
   // ---- inspection: from the model ------------------------------------------------------------
