@@ -29,29 +29,10 @@ export class ComputeForensics {
    * QEMU sees the command); authorisation is the caller's (novamon-api's policy), as for consoles.
    */
   async screenshot(ctx: RequestContext, instance: ResolvedInstance): Promise<Screenshot> {
-    const auditId = await this.stores.audit.begin({
-      instanceUuid: instance.uuid,
-      instanceName: instance.name,
-      host: this.settings.host,
-      requestId: ctx.requestId,
-      userId: ctx.userId,
-      projectId: ctx.projectId,
-      kind: 'qmp',
-      command: 'screendump',
-      arguments: null,
-      allowed: true,
-    });
-    const started = performance.now();
-    try {
-      const shot = await this.driver.screenshot(instance);
-      await this.stores.audit.finish(auditId, { result: 'ok', error: null, durationMs: performance.now() - started });
-      this.log.info({ instance_uuid: instance.uuid, request_id: ctx.requestId, user_id: ctx.userId, width: shot.width, height: shot.height, bytes: shot.png.length }, 'screenshot');
-      return shot;
-    } catch (err) {
-      await this.stores.audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
-      await this.recorder.recordFault(ctx, instance, err);
-      throw err;
-    }
+    const screendump = { kind: 'qmp' as const, command: 'screendump', arguments: null, refusal: null };
+    const shot = await this.recorder.withFault(ctx, instance, () => this.recorder.audited(ctx, instance, screendump, () => this.driver.screenshot(instance)));
+    this.log.info({ instance_uuid: instance.uuid, request_id: ctx.requestId, user_id: ctx.userId, width: shot.width, height: shot.height, bytes: shot.png.length }, 'screenshot');
+    return shot;
   }
 
   /**

@@ -224,36 +224,13 @@ export class ComputeManager {
   /** novamon: QMP or HMP passthrough. Admin only, allow-listed, audited before it runs. */
   async monitorCommand(ctx: RequestContext, instance: ResolvedInstance, command: MonitorCommand): Promise<unknown> {
     const decision = this.monitorPolicy.check(ctx, command);
-    const auditId = await this.stores.audit.begin({
-      instanceUuid: instance.uuid,
-      instanceName: instance.name,
-      host: this.settings.host,
-      requestId: ctx.requestId,
-      userId: ctx.userId,
-      projectId: ctx.projectId,
+    const audited = {
       kind: command.kind,
       command: command.kind === 'qmp' ? command.execute : command.commandLine,
       arguments: command.kind === 'qmp' ? (command.arguments ?? null) : null,
-      allowed: decision.allowed,
-    });
-    const commandText = command.kind === 'qmp' ? command.execute : command.commandLine;
-    this.log.info(
-      { instance_uuid: instance.uuid, request_id: ctx.requestId, user_id: ctx.userId, kind: command.kind, command: commandText.slice(0, 200), allowed: decision.allowed, audit_id: auditId },
-      'monitor command',
-    );
-    if (!decision.allowed) {
-      await this.stores.audit.finish(auditId, { result: 'refused', error: decision.error.message, durationMs: 0 });
-      throw decision.error;
-    }
-    const started = performance.now();
-    try {
-      const result = await this.driver.monitorCommand(instance, command);
-      await this.stores.audit.finish(auditId, { result: 'ok', error: null, durationMs: performance.now() - started });
-      return result;
-    } catch (err) {
-      await this.stores.audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
-      throw err;
-    }
+      refusal: decision.allowed ? null : decision.error,
+    };
+    return this.recorder.audited(ctx, instance, audited, () => this.driver.monitorCommand(instance, command));
   }
 
   /**

@@ -22,6 +22,14 @@ import {
   type InstanceStatesUpdate,
 } from './tokens.js';
 
+/** What the monitor audit records of a command, and why it is refused (null when allowed). */
+export interface AuditedCommand {
+  kind: 'qmp' | 'hmp';
+  command: string;
+  arguments: Record<string, unknown> | null;
+  refusal: Error | null;
+}
+
 @injectable()
 export class InstanceRecorder {
   private readonly log: Logger;
@@ -33,6 +41,42 @@ export class InstanceRecorder {
     @inject(ComputeLogger) logger: Logger,
   ) {
     this.log = logger.child({ component: 'recorder' });
+  }
+
+  /**
+   * A monitor command (passthrough, screendump) between its audit row's begin, durable before anything
+   * runs, and finish: ok, error with the message, or refused with `refusal` (then `run` never runs).
+   */
+  async audited<T>(ctx: RequestContext, instance: ResolvedInstance, command: AuditedCommand, run: () => Promise<T>): Promise<T> {
+    const auditId = await this.stores.audit.begin({
+      instanceUuid: instance.uuid,
+      instanceName: instance.name,
+      host: this.settings.host,
+      requestId: ctx.requestId,
+      userId: ctx.userId,
+      projectId: ctx.projectId,
+      kind: command.kind,
+      command: command.command,
+      arguments: command.arguments,
+      allowed: command.refusal === null,
+    });
+    this.log.info(
+      { instance_uuid: instance.uuid, request_id: ctx.requestId, user_id: ctx.userId, kind: command.kind, command: command.command.slice(0, 200), allowed: command.refusal === null, audit_id: auditId },
+      'monitor command',
+    );
+    if (command.refusal !== null) {
+      await this.stores.audit.finish(auditId, { result: 'refused', error: command.refusal.message, durationMs: 0 });
+      throw command.refusal;
+    }
+    const started = performance.now();
+    try {
+      const result = await run();
+      await this.stores.audit.finish(auditId, { result: 'ok', error: null, durationMs: performance.now() - started });
+      return result;
+    } catch (err) {
+      await this.stores.audit.finish(auditId, { result: 'error', error: (err as Error).message, durationMs: performance.now() - started });
+      throw err;
+    }
   }
 
   /** Nova's wrap_instance_fault: any error but InstanceNotFound leaves an instance fault. */
