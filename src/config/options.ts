@@ -71,6 +71,11 @@ export const options = {
     emulators: opt(list, ['/usr/bin/qemu-system-x86_64'],
       'Absolute paths of the QEMU binaries the qemu driver accepts: a process serving a monitor socket must run one, and ' +
       'power_on relaunches a stopped guest with one of these only (never the recorded argv[0]).'),
+    relaunch_image_paths: opt(list.pipe(z.array(str.regex(/^\//, 'must be an absolute path'))), [],
+      'Directories, besides instances_path, where power_on may find the disk images and other files (firmware, kernels, ' +
+      'fw_cfg blobs) named in a stopped guest\'s recorded command line; every such path, symlinks followed, and every ' +
+      'backing file a qcow2 image names must resolve inside instances_path or one of these (docs/security.md). Empty = ' +
+      'instances_path only, which holds Nova\'s images (<uuid>/disk and _base/).'),
   },
   monitor: {
     command_timeout: opt(num(0.1, 3600), 10, 'Seconds a monitor command may take before it fails with a timeout.'),

@@ -32,6 +32,7 @@ export async function createDriver(config: Config, logger: Logger): Promise<Comp
         logger: logger.child({ component: 'qemu-driver' }),
         stateDir: path.join(config.DEFAULT.state_path, 'qemu'),
         emulators: config.qemu.emulators,
+        relaunchImagePaths: config.qemu.relaunch_image_paths,
         softRebootWaitSeconds: config.libvirt.wait_soft_reboot_seconds,
         proxyClientAddress: config.vnc.server_proxyclient_address,
       });

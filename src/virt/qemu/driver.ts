@@ -59,6 +59,8 @@ export interface QemuDriverOptions {
   stateDir: string;
   /** QEMU binaries guests must run and power_on may start; default /usr/bin/qemu-system-x86_64. */
   emulators?: readonly string[];
+  /** Directories besides instancesPath power_on may take disk images from ([qemu] relaunch_image_paths); default none. */
+  relaunchImagePaths?: readonly string[];
   /** How long a soft reboot waits for the guest to shut down before rebooting hard (Nova: 120 s). */
   softRebootWaitSeconds?: number;
   /** Address consoles are reached on when QEMU listens on a wildcard (Nova's server_proxyclient_address). */
@@ -95,6 +97,7 @@ export class QemuDriver implements ComputeDriver {
       instancesPath: path.resolve(opts.instancesPath),
       stateDir: path.resolve(opts.stateDir),
       emulators: opts.emulators ?? DEFAULT_EMULATORS,
+      relaunchImagePaths: opts.relaunchImagePaths ?? [],
       monitors: opts.monitors,
       commandTimeoutMs: opts.commandTimeoutMs,
       softRebootWaitMs: (opts.softRebootWaitSeconds ?? 120) * 1000,

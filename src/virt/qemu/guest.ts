@@ -16,7 +16,7 @@ import { PowerState, powerStateFromQemuStatus } from '../power-state.js';
 import { GuestOffline, mapMonitorError } from './errors.js';
 import { capConsoleLogs } from '../console-history.js';
 import { consoleLogFilesFromCmdline } from './console.js';
-import { loadRecord, relaunch, saveRecord, type GuestRecord } from './launcher.js';
+import { loadRecord, planRelaunch, runRelaunch, saveRecord, type GuestRecord } from './launcher.js';
 import type { GuestModel } from './model.js';
 import { findPidServing, isAlive, readCmdline, readCwd, readExe, verifyPid } from './proc.js';
 
@@ -26,6 +26,8 @@ export interface QemuContext {
   readonly stateDir: string;
   /** QEMU binaries a guest's process must run and power_on may start ([qemu] emulators). */
   readonly emulators: readonly string[];
+  /** Directories besides instances_path a relaunch may take disk images from ([qemu] relaunch_image_paths). */
+  readonly relaunchImagePaths: readonly string[];
   readonly monitors: QmpMonitorRegistry;
   readonly commandTimeoutMs: number;
   readonly softRebootWaitMs: number;
@@ -337,10 +339,14 @@ export class QemuGuest {
     if (await this.socketExists()) await unlink(this.socketPath).catch(() => undefined);
     await this.ctx.monitors.drop(this.socketPath).catch(() => undefined);
     const timeoutMs = Math.max(60_000, this.ctx.commandTimeoutMs * 3);
+    // Checked before anything acts on the record's files: the log paths below come from the record too.
+    const plan = await planRelaunch(record, this.pidfilePath, {
+      emulators: this.ctx.emulators, instancesPath: this.ctx.instancesPath, imagePaths: this.ctx.relaunchImagePaths,
+    });
     // The relaunched QEMU appends to its console log: earlier boots stay, cut to a cap first.
     await capConsoleLogs(consoleLogFilesFromCmdline(record.argv).map((f) => path.resolve(record.cwd, f)), this.log);
     this.log.info('relaunching QEMU from its recorded command line');
-    await relaunch(record, this.pidfilePath, timeoutMs, { emulators: this.ctx.emulators, instancesPath: this.ctx.instancesPath });
+    await runRelaunch(record, plan, timeoutMs);
     await saveRecord(this.ctx.stateDir, { ...record, poweredOff: false });
     const deadline = Date.now() + timeoutMs;
     for (;;) {

@@ -2,28 +2,22 @@
 // and that record is written from /proc, which a compromised QEMU can rewrite (its argv is its own memory),
 // under state_path. So: the record is trusted only if novamon wrote it (owned by us or root, mode 0600,
 // in a directory nobody else can write, opened without following symlinks); the program run is always
-// one of the configured emulators ([qemu] emulators), never the recorded argv[0]; and the arguments must
-// pass the rules below (docs/security.md lists them).
+// one of the configured emulators ([qemu] emulators), never the recorded argv[0]; and every argument must
+// pass the rules of launch-rules.ts (docs/security.md lists them).
 
 import { constants, type Stats } from 'node:fs';
-import { lstat, open, realpath } from 'node:fs/promises';
+import { access, lstat, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
-
-/** Options that load code or config, take fds, run as someone else or receive a migration: never relaunched. */
-const DENIED_OPTIONS = new Set([
-  '-incoming', '-plugin', '-add-fd', '-readconfig', '-writeconfig', '-fsdev', '-virtfs', '-runas', '-run-with',
-  '-chroot', '-trace', '-loadvm', '-bios', '-L', '-kernel', '-initrd', '-append', '-dtb',
-  '-option-rom', '-pflash', '-mem-path', '-sandbox', '-enable-sync-profile', '-semihosting-config', '-icount',
-]);
-/** Options whose value may name a chardev backend or host path: checked part by part. */
-const PATH_OPTIONS = new Set(['-chardev', '-serial', '-parallel', '-monitor', '-qmp', '-qmp-pretty', '-mon', '-D', '-pidfile', '-debugcon', '-vnc']);
-const NETWORK_OPTIONS = new Set(['-netdev', '-net', '-nic']);
-const OBJECT_TYPES_ALLOWED = new Set(['iothread', 'rng-builtin', 'rng-random', 'memory-backend-ram', 'memory-backend-memfd', 'throttle-group']);
+import { imageRule, type RuleContext } from './launch-backends.js';
+import { imageVerdict, insideVerdict, resolveRoots } from './launch-paths.js';
+import { FLAGS, optionVerdict, RULES } from './launch-rules.js';
 
 export interface LaunchPolicy {
   /** Absolute paths of the QEMU binaries power_on may run. */
   emulators: readonly string[];
   instancesPath: string;
+  /** Directories besides instances_path where disk images and files loaded into a guest may live ([qemu] relaunch_image_paths). */
+  imagePaths: readonly string[];
 }
 
 function ours(st: Stats): boolean {
@@ -73,53 +67,44 @@ export async function emulatorFor(exe: string | null, argv0: string, policy: Lau
   return null;
 }
 
-function insideInstances(p: string, policy: LaunchPolicy, cwd: string): boolean {
-  const root = path.resolve(policy.instancesPath);
-  const resolved = path.resolve(cwd, p);
-  return resolved.startsWith(root + path.sep);
+/** How the relaunch rules check host paths, for a QEMU that runs in `cwd`. */
+export async function ruleContext(policy: LaunchPolicy, cwd: string): Promise<RuleContext> {
+  const roots = await resolveRoots(policy.instancesPath, policy.imagePaths);
+  return {
+    state: (p, what) => insideVerdict(p, 'state', roots, cwd, what),
+    load: (p, what) => insideVerdict(p, 'images', roots, cwd, what),
+    image: (p, what) => imageVerdict(p, roots, cwd, what),
+    firmware: async (p, what) => {
+      // QEMU tries the name as a path first, then its data directories (-L, its own install): a name
+      // without a slash that is not readable here is firmware QEMU ships.
+      if (p !== '' && !p.includes('/') && !(await access(path.resolve(cwd, p), constants.R_OK).then(() => true, () => false))) return null;
+      return insideVerdict(p, 'images', roots, cwd, what);
+    },
+  };
 }
 
-/** Why a `-chardev`/`-serial`/`-monitor`/... value is refused, or null. */
-function pathOptionVerdict(opt: string, value: string, policy: LaunchPolicy, cwd: string): string | null {
-  if (opt === '-D' || opt === '-pidfile') return insideInstances(value, policy, cwd) ? null : `${opt} ${value} is outside instances_path`;
-  const parts = value.split(',');
-  const head = parts[0] ?? '';
-  if (/^(pipe|file|unix|tty|serial|parallel|parport|pty):/.test(head) || head.startsWith('/dev/')) {
-    const p = head.slice(head.indexOf(':') + 1);
-    if (/^(tty|serial|parallel|parport|pty):/.test(head) || head.startsWith('/dev/')) return `${opt} ${head} opens a host device`;
-    if (!insideInstances(p, policy, cwd)) return `${opt} ${head} is outside instances_path`;
-  }
-  if (opt === '-chardev' && /^(tty|serial|parallel|parport|pipe)$/.test(head)) return `-chardev ${head} opens a host device or pipe`;
-  for (const part of parts) {
-    const m = /^(path|logfile|file)=(.*)$/.exec(part);
-    if (m?.[2] !== undefined && !insideInstances(m[2], policy, cwd)) return `${opt} ${m[1]}=${m[2]} is outside instances_path`;
-  }
-  return null;
-}
-
-/** Why the recorded arguments may not be relaunched, or null when every option passes. */
-export function argvVerdict(args: readonly string[], policy: LaunchPolicy, cwd: string): string | null {
+/**
+ * Why the recorded arguments may not be relaunched, or null when every one passes. Deny by default:
+ * an option launch-rules.ts does not know is refused; an argument that is not an option is, to QEMU,
+ * the first disk's image and is checked as one.
+ */
+export async function argvVerdict(args: readonly string[], policy: LaunchPolicy, cwd: string): Promise<string | null> {
+  const ctx = await ruleContext(policy, cwd);
   for (let i = 0; i < args.length; i++) {
-    const raw = args[i] ?? '';
-    if (!raw.startsWith('-')) continue;
-    const opt = raw.startsWith('--') ? raw.slice(1) : raw;
-    const name = opt.split('=')[0] ?? opt;
-    const value = opt.includes('=') && !PATH_OPTIONS.has(name) ? opt.slice(name.length + 1) : (args[i + 1] ?? '');
-    if (DENIED_OPTIONS.has(name)) return `option ${name} is not relaunched`;
-    if (PATH_OPTIONS.has(name)) {
-      const why = pathOptionVerdict(name, value, policy, cwd);
-      if (why) return why;
+    const arg = args[i] ?? '';
+    let why: string | null;
+    if (!arg.startsWith('-')) {
+      why = await imageRule(arg, ctx, 'disk image argument');
+    } else {
+      const name = arg.startsWith('--') ? arg.slice(1) : arg;
+      if (FLAGS.has(name)) continue;
+      if (!Object.hasOwn(RULES, name)) return `option ${name} is not relaunched`;
+      const value = args[i + 1];
+      if (value === undefined) return `option ${name} has no value`;
+      i += 1;
+      why = await optionVerdict(name, value, ctx);
     }
-    if (NETWORK_OPTIONS.has(name)) {
-      const bad = value.split(',').find((p) => /^(script|downscript|helper|vhostfd|fd|fds|vhostfds)=/.test(p) && !/^(script|downscript)=no$/.test(p));
-      if (bad) return `${name} ${bad} runs a program or takes an fd`;
-    }
-    if (name === '-object') {
-      const type = value.split(',')[0]?.replace(/^qom-type=/, '') ?? '';
-      if (!OBJECT_TYPES_ALLOWED.has(type)) return `-object ${type} is not relaunched`;
-      if (type === 'rng-random' && !/(^|,)filename=\/dev\/u?random(,|$)/.test(value) && /(^|,)filename=/.test(value)) return '-object rng-random reads a file other than /dev/random or /dev/urandom';
-    }
-    if ((name === '-drive' || name === '-blockdev') && /(^|,)(file\.)?(driver=)?(host_device|host_cdrom)(,|$)/.test(value)) return `${name} uses a host device`;
+    if (why !== null) return why;
   }
   return null;
 }

@@ -80,18 +80,30 @@ export function relaunchArgv(argv: readonly string[], pidfile: string): string[]
   return out;
 }
 
+/** The program and arguments a relaunch runs, once they passed the launch policy. */
+export interface RelaunchPlan {
+  program: string;
+  args: string[];
+}
+
 /**
- * Run QEMU from a record and wait for the daemonizing parent to exit (= the guest is up). The program is
- * the configured emulator the record names, never argv[0]; arguments the launch policy refuses are an
- * InternalError naming the reason, and nothing runs.
+ * What relaunching `record` would run: the configured emulator the record names, never argv[0], and the
+ * arguments if the launch policy accepts them; otherwise an InternalError naming the reason. Nothing is
+ * touched on the host, so callers check before they act on the record's files (console logs).
  */
-export async function relaunch(record: GuestRecord, pidfile: string, timeoutMs: number, policy: LaunchPolicy): Promise<void> {
+export async function planRelaunch(record: GuestRecord, pidfile: string, policy: LaunchPolicy): Promise<RelaunchPlan> {
   const [argv0, ...args] = relaunchArgv(record.argv, pidfile);
   if (argv0 === undefined) throw new InternalError(`no command line recorded for ${record.name}`);
   const program = await emulatorFor(record.exe, argv0, policy);
   if (program === null) throw new InternalError(`refusing to relaunch ${record.name}: ${record.exe ?? argv0} is not a configured emulator ([qemu] emulators)`);
-  const why = argvVerdict(args, policy, record.cwd);
+  const why = await argvVerdict(args, policy, record.cwd);
   if (why !== null) throw new InternalError(`refusing to relaunch ${record.name}: ${why}`);
+  return { program, args };
+}
+
+/** Run a checked plan and wait for the daemonizing parent to exit (= the guest is up). */
+export async function runRelaunch(record: GuestRecord, plan: RelaunchPlan, timeoutMs: number): Promise<void> {
+  const { program, args } = plan;
   await new Promise<void>((resolve, reject) => {
     const child = spawn(program, args, { cwd: record.cwd, stdio: ['ignore', 'ignore', 'pipe'], argv0: path.basename(program) });
     let stderr = '';
@@ -113,4 +125,9 @@ export async function relaunch(record: GuestRecord, pidfile: string, timeoutMs: 
       else reject(new InternalError(`relaunching ${record.name}: QEMU exited with ${code ?? signal}: ${stderr.trim()}`));
     });
   });
+}
+
+/** Check, then run: see planRelaunch and runRelaunch. */
+export async function relaunch(record: GuestRecord, pidfile: string, timeoutMs: number, policy: LaunchPolicy): Promise<void> {
+  await runRelaunch(record, await planRelaunch(record, pidfile, policy), timeoutMs);
 }

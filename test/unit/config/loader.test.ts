@@ -38,6 +38,13 @@ describe('configuration', () => {
     expect(() => loadConfig([f])).toThrow(`${f}: [DEFAULT] compute_driver = "xen"`);
     expect(() => loadConfig([file('[monitor]\ncommand_timeout = soon\n')])).toThrow(/\[monitor\] command_timeout/);
     expect(() => loadConfig([file('[database]\nconnection = mysql://x\n')])).toThrow(/\[database\] connection/);
+    expect(() => loadConfig([file('[qemu]\nrelaunch_image_paths = /srv/images, images\n')])).toThrow(/\[qemu\] relaunch_image_paths.*must be an absolute path/);
+  });
+
+  it('reads the directories power_on may take images from', () => {
+    expect(loadConfig([]).qemu.relaunch_image_paths).toEqual([]);
+    expect(loadConfig([file('[qemu]\nrelaunch_image_paths = /srv/images, /var/lib/libvirt/images\n')]).qemu.relaunch_image_paths)
+      .toEqual(['/srv/images', '/var/lib/libvirt/images']);
   });
 
   it('refuses unknown keys in known sections, ignores unknown sections', () => {
