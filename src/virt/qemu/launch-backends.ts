@@ -40,10 +40,18 @@ function blockDriverVerdict(opt: string, key: string, driver: string): string | 
   return `${opt} ${key}=${driver} is not relaunched (block drivers allowed: ${[...BLOCK_DRIVERS].join(', ')})`;
 }
 
+const CHILD_KEYS = new Set(['file', 'backing', 'data-file']);
+
+/** A child given as a string that cannot be a node name (ids never hold a slash): checked as a file to be safe. */
+function notANodeName(key: string, value: string): boolean {
+  return CHILD_KEYS.has(leaf(key)) && value !== 'null' && !/^[A-Za-z][A-Za-z0-9._-]*$/.test(value);
+}
+
 /**
  * -drive and -blockdev: every driver/format (at any depth) a local one, every file name (-drive file=,
  * any *.filename=) a plain path to an image inside the image roots. Drivers are checked first so a host
- * device is named as such. A string `file`/`backing`/`data-file` below the top is a node reference.
+ * device is named as such. A string `file`/`backing`/`data-file` below the top is a node reference, unless
+ * it cannot be one.
  */
 export const blockRule: Rule = async (value, ctx, opt) => {
   const pairs = opt === '-drive' ? parseOpts(value) : parsed(opt, value, 'driver');
@@ -56,7 +64,7 @@ export const blockRule: Rule = async (value, ctx, opt) => {
   }
   return firstRefusal(
     pairs
-      .filter(([k, v]) => v !== '' && (leaf(k) === 'filename' || (opt === '-drive' && k === 'file')))
+      .filter(([k, v]) => v !== '' && (leaf(k) === 'filename' || (opt === '-drive' && k === 'file') || notANodeName(k, v)))
       .map(([k, v]) => () => {
         const what = `${opt} ${k}=${v}`;
         const proto = protocolOf(v);

@@ -147,6 +147,7 @@ describe('relaunch arguments: host files', () => {
     ['an nbd: URI', ['-drive', 'file=nbd://10.0.0.1:10809/export,format=raw'], /-drive file=nbd:.* names a protocol \(nbd:\)/],
     ['a vvfat directory', ['-drive', 'file=fat:rw:/etc,format=raw'], /names a protocol \(fat:\)/],
     ['an nbd driver', ['-blockdev', '{"driver":"nbd","node-name":"n","server":{"type":"inet","host":"10.0.0.1","port":"10809"}}'], /-blockdev driver=nbd is not relaunched/],
+    ['a child named by path, not node name', ['-blockdev', `driver=qcow2,node-name=q,file=f,backing=${secret}`], /-blockdev backing=.* is outside/],
     ['a nested http driver', ['-drive', 'file.driver=http,file.url=http://10.0.0.1/x,format=raw'], /-drive file.driver=http is not relaunched/],
     ['-blockdev JSON filename outside', ['-blockdev', `{"driver":"file","filename":"${secret}","node-name":"s"}`], /-blockdev filename=.* is outside/],
     ['-fw_cfg file=/etc/passwd', ['-fw_cfg', 'name=opt/x,file=/etc/passwd'], /-fw_cfg file=\/etc\/passwd is outside/],
