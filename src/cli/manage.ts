@@ -17,6 +17,8 @@ export interface ManageServices {
   adoptInstance(ref: string, owner: { projectId: string; userId: string; displayName?: string | undefined }): Promise<unknown>;
   instanceActions(ref: string): Promise<unknown>;
   instanceFaults(ref: string): Promise<unknown>;
+  /** The guest's memory dumps taken after panics ([qemu] panic_dump), read from the filesystem. */
+  instanceDumps(name: string): Promise<unknown>;
   monitorCommandDirect(name: string, command: MonitorCommand): Promise<unknown>;
   screenshotDirect(name: string): Promise<Screenshot>;
   rpcCall(req: RpcRequest): Promise<unknown>;
@@ -84,6 +86,10 @@ function addDatabaseAndInstanceCommands(program: Command, run: Runner): void {
   instance.command('show <ref>').description('one instance by name or uuid').action((ref: string) => run((s) => s.showInstance(ref))());
   instance.command('actions <ref>').description('instance actions and their events').action((ref: string) => run((s) => s.instanceActions(ref))());
   instance.command('faults <ref>').description('instance faults, newest first').action((ref: string) => run((s) => s.instanceFaults(ref))());
+  instance
+    .command('dumps <name>')
+    .description('memory dumps taken when the guest panicked ([qemu] panic_dump), oldest first')
+    .action((name: string) => run((s) => s.instanceDumps(name))());
   instance
     .command('adopt <ref>')
     .description('give a discovered guest an owner and the name API clients will use')

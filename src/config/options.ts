@@ -76,6 +76,16 @@ export const options = {
       'fw_cfg blobs) named in a stopped guest\'s recorded command line; every such path, symlinks followed, and every ' +
       'backing file a qcow2 image names must resolve inside instances_path or one of these (docs/security.md). Empty = ' +
       'instances_path only, which holds Nova\'s images (<uuid>/disk and _base/).'),
+    panic_dump: opt(bool, false,
+      'When a guest panics and QEMU keeps it stopped (GUEST_PANICKED with action pause: -action panic=pause, libvirt\'s ' +
+      'on_crash preserve), dump its memory (dump-guest-memory, ELF) to $state_path/qemu/dumps/<name>/<UTC time>.elf, mode ' +
+      '0600, before the power-state sync stops it. List them with novamon-manage instance dumps NAME.'),
+    panic_dump_max_bytes: opt(int(0, 2 ** 50), 4 * 1024 ** 3,
+      'Guests with more memory than this many bytes are not dumped (a warning is logged); nor is any guest when the ' +
+      'filesystem has less free space than its memory plus 10%.'),
+    panic_dump_keep: opt(int(1, 1000), 3, 'Memory dumps kept per guest; the oldest beyond this are removed after each new dump.'),
+    panic_dump_timeout: opt(int(1, 86400), 300,
+      'Seconds a memory dump may take; an unfinished one is removed. The guest is stopped afterwards either way.'),
   },
   monitor: {
     command_timeout: opt(num(0.1, 3600), 10, 'Seconds a monitor command may take before it fails with a timeout.'),

@@ -7,6 +7,11 @@ import type { Logger } from '../logging.js';
 import type { ComputeDriver } from '../virt/driver.js';
 import { InstanceNameTemplate } from '../virt/instance-name.js';
 
+/** Where the qemu driver keeps its launch records, screendumps and panic dumps. */
+export function qemuStateDir(config: Config): string {
+  return path.join(config.DEFAULT.state_path, 'qemu');
+}
+
 export async function createDriver(config: Config, logger: Logger): Promise<ComputeDriver> {
   const nameTemplate = new InstanceNameTemplate(config.DEFAULT.instance_name_template);
   const commandTimeoutMs = config.monitor.command_timeout * 1000;
@@ -30,11 +35,17 @@ export async function createDriver(config: Config, logger: Logger): Promise<Comp
         commandTimeoutMs,
         host: config.DEFAULT.host,
         logger: logger.child({ component: 'qemu-driver' }),
-        stateDir: path.join(config.DEFAULT.state_path, 'qemu'),
+        stateDir: qemuStateDir(config),
         emulators: config.qemu.emulators,
         relaunchImagePaths: config.qemu.relaunch_image_paths,
         softRebootWaitSeconds: config.libvirt.wait_soft_reboot_seconds,
         proxyClientAddress: config.vnc.server_proxyclient_address,
+        panicDump: {
+          enabled: config.qemu.panic_dump,
+          maxBytes: config.qemu.panic_dump_max_bytes,
+          keep: config.qemu.panic_dump_keep,
+          timeoutMs: config.qemu.panic_dump_timeout * 1000,
+        },
       });
     }
     case 'libvirt': {

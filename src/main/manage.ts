@@ -23,8 +23,9 @@ import { NOVAMON_RPC_NAMESPACE, NOVAMON_RPC_VERSION } from '../rpc/endpoints/nov
 import { instancePrimitive } from '../rpc/objects/instance.js';
 import type { ComputeDriver, MonitorCommand } from '../virt/driver.js';
 import { InstanceNameTemplate } from '../virt/instance-name.js';
+import { dumpsDir, listDumps } from '../virt/qemu/panic-dump.js';
 import { configFilesFromArgv, loadServiceConfig, openDatabase } from './bootstrap.js';
-import { createDriver } from './drivers.js';
+import { createDriver, qemuStateDir } from './drivers.js';
 import { databaseRecords } from './manage-records.js';
 import { amqpConnection, rpcClient } from './service.js';
 
@@ -158,6 +159,12 @@ class LazyManageServices implements ManageServices {
     const db = await this.readableDatabase();
     if (!db) return this.askService('instance_faults', {}, ref);
     return databaseRecords(db).instanceFaults((await this.instanceRow(ref)).uuid);
+  }
+
+  /** Files only (no database, no service): works while novamon-compute runs. */
+  async instanceDumps(name: string) {
+    const validName = this.template.validate(name);
+    return listDumps(dumpsDir(qemuStateDir(this.config), validName));
   }
 
   /**

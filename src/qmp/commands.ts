@@ -100,6 +100,10 @@ const guestStats = z.looseObject({ stats: z.record(z.string(), z.number()), 'las
 /** The balloon's `guest-stats` property: stat-* values (2^64-1 when the guest never set one), last-update in seconds. */
 export type QmpBalloonGuestStats = z.infer<typeof guestStats>;
 
+/** Progress of the last `dump-guest-memory` (QEMU's DumpQueryResult; byte counts of guest memory). */
+const dumpQueryResult = z.looseObject({ status: z.enum(['none', 'active', 'completed', 'failed']), completed: count, total: count });
+export type QmpDumpQueryResult = z.infer<typeof dumpQueryResult>;
+
 const empty = z.unknown();
 export type QmpDataFormat = 'utf8' | 'base64';
 
@@ -120,6 +124,8 @@ export const queryBalloon = (exec: QmpExecutor) => run(exec, balloonInfo, 'query
 export const queryMemorySizeSummary = (exec: QmpExecutor) => run(exec, memorySizeSummary, 'query-memory-size-summary');
 export const queryVnc = (exec: QmpExecutor) => run(exec, vncInfo, 'query-vnc');
 export const queryChardev = (exec: QmpExecutor) => run(exec, z.array(chardevInfo), 'query-chardev');
+/** State of the VM's last (or running) memory dump; `none` before any. */
+export const queryDump = (exec: QmpExecutor) => run(exec, dumpQueryResult, 'query-dump');
 
 /** Rx filter state of every NIC, or only of NIC `name`. Asking re-arms that NIC's NIC_RX_FILTER_CHANGED event. */
 export function queryRxFilter(exec: QmpExecutor, name?: string): Promise<QmpRxFilterInfo[]> {
@@ -201,6 +207,21 @@ export async function injectNmi(exec: QmpExecutor): Promise<void> {
 /** Writes the guest's screen as a PPM file at `filename` (a path QEMU opens: the caller owns the directory). */
 export async function screendump(exec: QmpExecutor, filename: string): Promise<void> {
   await run(exec, empty, 'screendump', { filename });
+}
+
+export interface DumpGuestMemoryOptions {
+  /** Dump through the guest's page tables (virtual addresses) instead of its physical memory. */
+  paging: boolean;
+  /** Reply at once and dump in a QEMU thread (follow it with query-dump), instead of replying when done. */
+  detach: boolean;
+}
+
+/**
+ * Writes the guest's memory as an ELF core file. `protocol` is `file:<path>` (QEMU opens the path itself,
+ * O_CREAT|O_TRUNC: the caller owns the directory) or `fd:<name>`.
+ */
+export async function dumpGuestMemory(exec: QmpExecutor, protocol: string, opts: DumpGuestMemoryOptions): Promise<void> {
+  await run(exec, empty, 'dump-guest-memory', { paging: opts.paging, protocol, detach: opts.detach, format: 'elf' });
 }
 
 /** HMP command line; resolves with its CRLF text. An unknown HMP command is text, not a QMP error. */

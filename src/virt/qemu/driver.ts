@@ -40,6 +40,7 @@ import { QemuHost } from './host.js';
 import type { GuestModel } from './model.js';
 import { readCmdline } from './proc.js';
 import { guestScreenshot, guestTriggerCrashDump } from './forensics.js';
+import { DEFAULT_PANIC_DUMP, dumpGuestAfterPanic, type PanicDumpSettings } from './panic-dump.js';
 import { guestView } from './view.js';
 import { sampleGuests } from './samples.js';
 import { KeyedChain } from '../../keyed-chain.js';
@@ -65,6 +66,8 @@ export interface QemuDriverOptions {
   softRebootWaitSeconds?: number;
   /** Address consoles are reached on when QEMU listens on a wildcard (Nova's server_proxyclient_address). */
   proxyClientAddress?: string;
+  /** A memory dump of each guest that panics (with action pause) before it is stopped; off by default. */
+  panicDump?: PanicDumpSettings;
 }
 
 /** How long after it started a diagnostics collection may still be joined by a new request. */
@@ -84,6 +87,7 @@ export class QemuDriver implements ComputeDriver {
   private readonly host: QemuHost;
   private hostName: string;
   private readonly powerActions = new KeyedChain();
+  private readonly panicDump: PanicDumpSettings;
   /** Diagnostics collections in flight per model: concurrent requests for one guest share one. */
   private readonly collecting = new WeakMap<GuestModel, { run: Promise<GuestStats>; startedAt: number }>();
 
@@ -93,6 +97,7 @@ export class QemuDriver implements ComputeDriver {
     this.logger = opts.logger.child({ component: 'qemu-driver' });
     this.hostName = opts.host ?? os.hostname();
     this.proxyClientAddress = opts.proxyClientAddress ?? '127.0.0.1';
+    this.panicDump = opts.panicDump ?? DEFAULT_PANIC_DUMP;
     this.ctx = {
       instancesPath: path.resolve(opts.instancesPath),
       stateDir: path.resolve(opts.stateDir),
@@ -109,7 +114,7 @@ export class QemuDriver implements ComputeDriver {
       knownUuid: (name) => this.host.uuids.get(name) ?? null,
       observedOffline: (name) => this.host.observedOffline(name),
     };
-    this.host = new QemuHost(this.ctx, opts.nameTemplate, opts.monitors, this.logger);
+    this.host = new QemuHost(this.ctx, opts.nameTemplate, opts.monitors, this.logger, (name, uuid) => this.queuePanicDump(name, uuid));
   }
 
   // ---- host ----------------------------------------------------------------------------------
@@ -167,6 +172,17 @@ export class QemuDriver implements ComputeDriver {
   /** Power actions on one guest run one at a time; other guests are not held up. */
   private async serialised<T>(ref: InstanceRef, fn: (g: QemuGuest) => Promise<T>): Promise<T> {
     return this.withGuest(ref, (g) => this.powerActions.run(g.name, () => this.host.duringOperation(g.name, () => fn(g))));
+  }
+
+  /**
+   * Called synchronously from the panic's event dispatch: the dump takes the guest's place in the serial
+   * chain before the CRASHED state is reported, so the stop Nova's power-state sync sends waits behind it.
+   */
+  private queuePanicDump(name: string, uuid: string | null): void {
+    if (!this.panicDump.enabled) return;
+    void this.serialised({ name, uuid: uuid ?? undefined }, (g) => dumpGuestAfterPanic(g, this.panicDump, this.ctx.stateDir, this.logger)).catch((err: unknown) =>
+      this.logger.warn({ err, instance: name }, 'memory dump after a panic failed'),
+    );
   }
 
   // ---- inspection: from the model ------------------------------------------------------------

@@ -48,6 +48,11 @@ export class QemuHost {
     private readonly nameTemplate: InstanceNameTemplate,
     private readonly monitors: QmpMonitorRegistry,
     private readonly logger: Logger,
+    /**
+     * Called synchronously when a guest reports GUEST_PANICKED with action `pause`, before anyone hears of
+     * the panic or of the CRASHED state it leads to: what it queues on the guest runs before their reactions.
+     */
+    private readonly onPanicPaused: (name: string, uuid: string | null) => void = () => undefined,
   ) {}
 
   start(): void {
@@ -185,6 +190,13 @@ export class QemuHost {
     const entry = this.models.get(name);
     const parsed = guestRunEvent(name, entry?.model.uuid ?? this.uuids.get(name) ?? null, event);
     const run = parsed && this.operations.has(name) ? { ...parsed, duringOperation: true } : parsed;
+    if (run?.event === 'GUEST_PANICKED' && run.action === 'pause') {
+      try {
+        this.onPanicPaused(name, run.uuid);
+      } catch (err) {
+        this.logger.error({ err, instance: name }, 'panic handler failed');
+      }
+    }
     for (const listener of this.runEventListeners) {
       if (!run) break;
       try {

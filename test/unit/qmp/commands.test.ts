@@ -24,6 +24,7 @@ const SAMPLES: Record<string, unknown> = {
   'ringbuf-read': 'hello',
   'qom-list': [{ name: 'balloon0', type: 'child<virtio-balloon-pci>' }],
   'human-monitor-command': 'net0: index=0,type=nic\r\n',
+  'query-dump': { status: 'active', completed: 1048576, total: 67108864 },
 };
 
 function recorder(reply?: unknown) {
@@ -65,6 +66,8 @@ describe('QMP command functions', () => {
     await qmp.systemReset(exec);
     await qmp.quit(exec);
     await qmp.humanMonitorCommand(exec, 'info network');
+    await qmp.dumpGuestMemory(exec, 'file:/var/lib/novamon/qemu/dumps/instance-0000000b/x.elf', { paging: false, detach: true });
+    await qmp.queryDump(exec);
     expect(calls).toEqual([
       ['query-status', undefined],
       ['query-name', undefined],
@@ -92,6 +95,8 @@ describe('QMP command functions', () => {
       ['system_reset', undefined],
       ['quit', undefined],
       ['human-monitor-command', { 'command-line': 'info network' }],
+      ['dump-guest-memory', { paging: false, protocol: 'file:/var/lib/novamon/qemu/dumps/instance-0000000b/x.elf', detach: true, format: 'elf' }],
+      ['query-dump', undefined],
     ]);
   });
 
@@ -108,6 +113,9 @@ describe('QMP command functions', () => {
     await expect(qmp.queryVnc(recorder('not an object').exec)).rejects.toThrow(/unexpected reply/);
     await expect(qmp.humanMonitorCommand(recorder({}).exec, 'info vnc')).rejects.toThrow(/human-monitor-command/);
     await expect(qmp.queryBlockstats(recorder([{ device: 'd', stats: { rd_bytes: 'lots' } }]).exec)).rejects.toThrow(/rd_bytes/);
+    await expect(qmp.queryDump(recorder({ status: 'finished', completed: 1, total: 1 }).exec)).rejects.toMatchObject({ name: 'QmpReplyError', command: 'query-dump' });
+    await expect(qmp.queryDump(recorder({ status: 'active', completed: -1, total: 1 }).exec)).rejects.toThrow(/completed/);
+    expect(await qmp.queryDump(recorder().exec)).toMatchObject({ status: 'active', completed: 1048576, total: 67108864 });
   });
 
   it('run over a connection and over the registry', async () => {
