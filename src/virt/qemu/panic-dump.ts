@@ -3,8 +3,8 @@
 // a mode-0700 directory only novamon writes to, before the power-state sync stops the guest. Size-capped,
 // refused when the disk cannot hold it, checked after QEMU wrote it, and the oldest beyond a count removed.
 
-import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { chmod, lstat, mkdir, open, readdir, rename, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -27,6 +27,8 @@ export const DEFAULT_PANIC_DUMP: PanicDumpSettings = { enabled: false, maxBytes:
 
 /** `<UTC timestamp>.elf`, as dumpFileName writes it: sorting by name sorts by age. */
 export const DUMP_FILE_PATTERN = /^\d{8}T\d{6}\.\d{3}Z\.elf$/;
+/** Appended to a dump's name while QEMU writes it. */
+const PARTIAL_SUFFIX = '.partial';
 
 /** Free space a dump needs beyond the guest's memory, as a fraction of it: 10% (ELF headers, ROMs and video RAM are dumped too). */
 const FREE_SPACE_DIVISOR = 10;
@@ -83,7 +85,7 @@ export async function dumpPanickedGuest(target: DumpTarget, settings: PanicDumpS
     log.info({ status: target.status }, 'guest is no longer stopped in guest-panicked; no memory dump');
     return null;
   }
-  let file: string | null = null;
+  let partial: string | null = null;
   try {
     const dir = await ensureDumpsDir(stateDir, target.name);
     const refusal = dumpRefusal(target.memoryBytes, await freeBytes(dir), settings.maxBytes);
@@ -91,16 +93,19 @@ export async function dumpPanickedGuest(target: DumpTarget, settings: PanicDumpS
       log.warn({ reason: refusal }, 'guest panicked; memory dump refused');
       return null;
     }
-    file = path.join(dir, dumpFileName(new Date()));
-    await runDump(target.exec, file, settings.timeoutMs);
-    const entry = await verifyDump(file, dumpSizeLimit(target.memoryBytes as number));
-    file = null;
+    // QEMU writes under a name nobody lists; only a finished, checked dump gets its `.elf` name.
+    const file = path.join(dir, dumpFileName(new Date()));
+    partial = `${file}${PARTIAL_SUFFIX}`;
+    await runDump(target.exec, partial, settings.timeoutMs);
+    const st = await verifyDump(partial, dumpSizeLimit(target.memoryBytes as number));
+    await rename(partial, file);
+    partial = null;
     const removed = await pruneDumps(dir, settings.keep);
-    log.warn({ path: entry.path, bytes: entry.size, removed }, 'guest panicked; its memory was dumped');
-    return entry;
+    log.warn({ path: file, bytes: st.size, removed }, 'guest panicked; its memory was dumped');
+    return { file: path.basename(file), size: st.size, mtime: st.mtime.toISOString(), path: file };
   } catch (err) {
-    log.warn({ err, path: file }, 'guest panicked; memory dump failed');
-    if (file !== null) await unlink(file).catch(() => undefined);
+    log.warn({ err, path: partial }, 'guest panicked; memory dump failed');
+    if (partial !== null) await unlink(partial).catch(() => undefined);
     return null;
   }
 }
@@ -112,6 +117,10 @@ async function ensureDumpsDir(stateDir: string, name: string): Promise<string> {
   const st = await lstat(dir);
   if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
   await chmod(dir, 0o700);
+  // Left by a dump that never finished (the service stopped during it): never listed, removed now.
+  for (const name of await readdir(dir)) {
+    if (name.endsWith(PARTIAL_SUFFIX) && DUMP_FILE_PATTERN.test(name.slice(0, -PARTIAL_SUFFIX.length))) await unlink(path.join(dir, name));
+  }
   return dir;
 }
 
@@ -139,7 +148,7 @@ async function runDump(exec: qmp.QmpExecutor, file: string, timeoutMs: number): 
  * Checks what QEMU wrote without following links: a regular file with one link, not larger than a dump of
  * this guest can be; then makes it 0600 through the same descriptor.
  */
-async function verifyDump(file: string, maxSize: number): Promise<DumpEntry> {
+async function verifyDump(file: string, maxSize: number): Promise<Stats> {
   const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
@@ -147,7 +156,7 @@ async function verifyDump(file: string, maxSize: number): Promise<DumpEntry> {
     if (st.nlink !== 1) throw new Error(`${file} has ${st.nlink} links`);
     if (st.size > maxSize) throw new Error(`${file} is ${st.size} bytes, more than a dump of this guest can be (${maxSize})`);
     await fh.chmod(0o600);
-    return { file: path.basename(file), size: st.size, mtime: st.mtime.toISOString(), path: file };
+    return st;
   } finally {
     await fh.close();
   }

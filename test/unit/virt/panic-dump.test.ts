@@ -34,7 +34,7 @@ beforeEach(() => {
 afterEach(() => rmSync(state, { recursive: true, force: true }));
 
 /** Stands in for QEMU's monitor: records commands; `write` says what it puts at the dump's path. */
-function fakeQemu(opts: { write?: (file: string) => void; statuses?: string[] } = {}) {
+function fakeQemu(opts: { write?: (file: string) => void; statuses?: string[]; onQuery?: () => Promise<void> } = {}) {
   const calls: string[] = [];
   const statuses = [...(opts.statuses ?? ['active', 'completed'])];
   const exec: QmpExecutor = (command, args) => {
@@ -48,7 +48,7 @@ function fakeQemu(opts: { write?: (file: string) => void; statuses?: string[] } 
     }
     if (command === 'query-dump') {
       const status = statuses.length > 1 ? statuses.shift() : statuses[0];
-      return Promise.resolve({ status, completed: status === 'completed' ? MiB : 0, total: MiB });
+      return (opts.onQuery?.() ?? Promise.resolve()).then(() => ({ status, completed: status === 'completed' ? MiB : 0, total: MiB }));
     }
     return Promise.reject(new Error(`unexpected ${command}`));
   };
@@ -72,6 +72,22 @@ describe('panic dump', () => {
     expect(statSync(dir()).mode & 0o777).toBe(0o700);
     expect(readFileSync(entry!.path).subarray(0, 4).toString('latin1')).toBe('\x7fELF');
     expect(lines.find((l) => l['msg'] === 'guest panicked; its memory was dumped')).toMatchObject({ level: 40, path: entry!.path, bytes: MiB + 4 });
+  });
+
+  it('lists nothing while QEMU writes, and clears what an interrupted dump left', async () => {
+    mkdirSync(dir(), { recursive: true });
+    const stale = path.join(dir(), '20260101T000000.000Z.elf.partial');
+    writeFileSync(stale, 'cut short');
+    const seen: string[][] = [];
+    const { exec } = fakeQemu({
+      onQuery: async () => {
+        seen.push(readdirSync(dir()));
+        expect(await listDumps(dir())).toEqual([]);
+      },
+    });
+    const entry = await dumpPanickedGuest(target(exec), SETTINGS, path.join(state, 'qemu'), logger());
+    expect(seen[0]).toEqual([`${entry!.file}.partial`]);
+    expect(readdirSync(dir())).toEqual([entry!.file]);
   });
 
   it('refuses, without a command to QEMU, a guest over panic_dump_max_bytes or of unknown memory', async () => {
