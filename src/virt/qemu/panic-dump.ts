@@ -195,5 +195,7 @@ export async function dumpGuestAfterPanic(g: QemuGuest, settings: PanicDumpSetti
     logger.warn({ instance: g.name }, 'guest panicked but its QEMU is gone; no memory dump');
     return null;
   }
-  return dumpPanickedGuest({ name: g.name, status: model.status, memoryBytes: model.memory.maximumBytes, exec: g.exec }, settings, stateDir, logger);
+  const uuid = g.uuid ?? model.uuid;
+  const log = uuid ? logger.child({ instance_uuid: uuid }) : logger;
+  return dumpPanickedGuest({ name: g.name, status: model.status, memoryBytes: model.memory.maximumBytes, exec: g.exec }, settings, stateDir, log);
 }
