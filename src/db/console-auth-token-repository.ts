@@ -70,6 +70,11 @@ export function consoleTokenFromRow(row: DbRow): ConsoleAuthTokenRow {
 
 const TABLE = 'console_auth_tokens';
 
+const TOKEN_COLUMNS = ['token_hash', 'console_type', 'host', 'port', 'internal_access_path', 'instance_uuid', 'access_url_base', 'expires'] as const;
+const INSERT_TOKENS =
+  `INSERT INTO ${TABLE} (${TOKEN_COLUMNS.join(', ')}) ` +
+  'SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[], $5::varchar[], $6::varchar[], $7::varchar[], $8::bigint[])';
+
 /** Throws for a token the table must not hold (empty, or a ttl that is not a positive integer). */
 export function checkTokenInput(input: ConsoleAuthTokenInput): void {
   if (input.token.length === 0) throw new Error('console token must not be empty');
@@ -98,11 +103,17 @@ export class KnexConsoleAuthTokenRepository implements ConsoleAuthTokenRepositor
     return consoleTokenFromRow(rows[0] as DbRow);
   }
 
-  /** Several tokens in one INSERT (one round trip, one commit): the batched path of compute's token store. */
+  /**
+   * Several tokens in one INSERT (one round trip, one commit): the batched path of compute's token store.
+   * On PostgreSQL one prepared statement takes any number of rows as arrays, so it is planned once.
+   */
   async createMany(inputs: readonly ConsoleAuthTokenInput[], opts: { now?: Date } = {}): Promise<void> {
     if (inputs.length === 0) return;
     const now = opts.now ?? new Date();
-    await this.db.knex(TABLE).insert(inputs.map((i) => tokenRow(i, now)));
+    const rows = inputs.map((i) => tokenRow(i, now));
+    const columns = TOKEN_COLUMNS.map((c) => rows.map((r) => r[c] ?? null));
+    if (await this.db.runPrepared('novamon_console_tokens_insert', INSERT_TOKENS, columns)) return;
+    await this.db.knex(TABLE).insert(rows);
   }
 
   async validate(token: string, opts: { now?: Date } = {}): Promise<ConsoleAuthTokenRow | null> {

@@ -19,6 +19,12 @@ export interface Database {
   readonly schema: string;
   /** Runs `select 1`; rejects when the database does not answer within timeoutMs. */
   ping(timeoutMs: number): Promise<void>;
+  /**
+   * Runs one statement ($1, $2, ... parameters) as a named prepared statement on a pooled PostgreSQL
+   * connection: parsed and planned once per connection, and no query builder on the way. For the few
+   * statements on a call's critical path. False (nothing run) on PGlite, where callers use knex.
+   */
+  runPrepared(name: string, text: string, values: readonly unknown[]): Promise<boolean>;
   /** Destroys the pool (PostgreSQL) or shuts PGlite down cleanly and releases its lock. Idempotent. */
   close(): Promise<void>;
 }
@@ -199,6 +205,11 @@ function processAlive(pid: number): boolean {
   }
 }
 
+/** The part of a node-postgres client runPrepared uses. */
+interface PreparedConnection {
+  query(q: { name: string; text: string; values: unknown[] }): Promise<unknown>;
+}
+
 export class KnexDatabase implements Database {
   private closing: Promise<void> | undefined;
 
@@ -212,6 +223,19 @@ export class KnexDatabase implements Database {
 
   async ping(timeoutMs: number): Promise<void> {
     await withTimeout(this.knex.raw('select 1'), timeoutMs, `database did not answer within ${timeoutMs} ms`);
+  }
+
+  async runPrepared(name: string, text: string, values: readonly unknown[]): Promise<boolean> {
+    if (this.kind !== 'postgresql') return false;
+    // knex's own pool, so the pool size, acquire timeout and connection settings stay the same.
+    const client = this.knex.client as { acquireConnection(): Promise<PreparedConnection>; releaseConnection(c: PreparedConnection): Promise<unknown> };
+    const conn = await client.acquireConnection();
+    try {
+      await conn.query({ name, text, values: [...values] });
+    } finally {
+      await client.releaseConnection(conn);
+    }
+    return true;
   }
 
   close(): Promise<void> {

@@ -1,9 +1,9 @@
 // A guest's NICs as the host sees them: HMP `info network` (QMP has no other way to name a NIC's backend
 // and its tap device) and the tap device's counters in /sys/class/net, which is where libvirt reads them.
 
-import { readFile } from 'node:fs/promises';
 import type { QmpRxFilterInfo } from '../../qmp/commands.js';
 import type { GuestNic, NicDiagnostics } from '../driver.js';
+import { readKernelText } from './proc.js';
 
 export interface NetworkLine {
   name: string;
@@ -38,21 +38,19 @@ export type NicCounters = Omit<NicDiagnostics, 'macAddress' | 'rxRate' | 'txRate
 
 const IFNAME = /^[A-Za-z0-9_.:-]{1,15}$/;
 
-async function readCounter(ifname: string, counter: string): Promise<number | null> {
-  try {
-    const v = Number((await readFile(`/sys/class/net/${ifname}/statistics/${counter}`, 'latin1')).trim());
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
+function readCounter(ifname: string, counter: string): number | null {
+  // sysfs answers at once: read synchronously, as the /proc files (see readKernelText).
+  const text = readKernelText(`/sys/class/net/${ifname}/statistics/${counter}`);
+  const v = text === null ? NaN : Number(text.trim());
+  return Number.isFinite(v) ? v : null;
 }
 
 /** Counters of a host tap device, seen from the guest: the tap's tx is the guest's rx (libvirt swaps too). */
 export async function tapCounters(ifname: string): Promise<NicCounters | null> {
   // The name came from QEMU: never let it walk out of /sys/class/net.
   if (!IFNAME.test(ifname) || ifname === '.' || ifname === '..') return null;
-  const [rxB, rxP, rxE, rxD, txB, txP, txE, txD] = await Promise.all(
-    ['rx_bytes', 'rx_packets', 'rx_errors', 'rx_dropped', 'tx_bytes', 'tx_packets', 'tx_errors', 'tx_dropped'].map((c) => readCounter(ifname, c)),
+  const [rxB, rxP, rxE, rxD, txB, txP, txE, txD] = ['rx_bytes', 'rx_packets', 'rx_errors', 'rx_dropped', 'tx_bytes', 'tx_packets', 'tx_errors', 'tx_dropped'].map((c) =>
+    readCounter(ifname, c),
   );
   if ([rxB, rxP, rxE, rxD, txB, txP, txE, txD].every((v) => v === null)) return null;
   return {

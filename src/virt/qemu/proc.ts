@@ -3,6 +3,7 @@
 // than guessing when a file is missing or unparsable.
 
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -59,12 +60,22 @@ export function parseProcStat(text: string): ProcStat | null {
   return { state, utime, stime, starttime };
 }
 
-async function readStat(file: string): Promise<ProcStat | null> {
+/**
+ * A small kernel-generated file (/proc/<pid>/stat, status, /proc/uptime), read synchronously: the kernel
+ * answers in microseconds without waiting on the process, while an asynchronous read costs four thread-pool
+ * round trips (open, fstat, read, close), which under load put milliseconds on the diagnostics path.
+ */
+export function readKernelText(file: string): string | null {
   try {
-    return parseProcStat(await readFile(file, 'latin1'));
+    return readFileSync(file, 'latin1');
   } catch {
     return null;
   }
+}
+
+async function readStat(file: string): Promise<ProcStat | null> {
+  const text = readKernelText(file);
+  return text === null ? null : parseProcStat(text);
 }
 
 /** Is this pid a live (not zombie) process? */
@@ -85,24 +96,16 @@ export async function threadCpuNs(pid: number, tid: number): Promise<number | nu
 export async function processUptimeSeconds(pid: number): Promise<number | null> {
   const st = await readStat(`/proc/${pid}/stat`);
   if (!st) return null;
-  try {
-    const sinceBoot = Number((await readFile('/proc/uptime', 'latin1')).split(/\s+/)[0]);
-    if (!Number.isFinite(sinceBoot)) return null;
-    const hz = await clockTicksPerSecond();
-    return Math.max(0, Math.floor(sinceBoot - st.starttime / hz));
-  } catch {
-    return null;
-  }
+  const sinceBoot = Number(readKernelText('/proc/uptime')?.split(/\s+/)[0]);
+  if (!Number.isFinite(sinceBoot)) return null;
+  const hz = await clockTicksPerSecond();
+  return Math.max(0, Math.floor(sinceBoot - st.starttime / hz));
 }
 
 /** Resident set size in KiB (VmRSS). */
 export async function rssKiB(pid: number): Promise<number | null> {
-  try {
-    const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(await readFile(`/proc/${pid}/status`, 'latin1'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
+  const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readKernelText(`/proc/${pid}/status`) ?? '');
+  return m ? Number(m[1]) : null;
 }
 
 /**
