@@ -1,7 +1,8 @@
 // Per-guest series on novamon-compute's /metrics, collected at scrape time from the driver's guestSamples
-// (the diagnostics sources: the model, /proc, /sys and one query-blockstats per guest). All gauges of one
-// scrape share one collection; a guest whose collection fails or times out is left out of that scrape
-// and counted in novamon_guest_scrape_errors_total. A driver without guestSamples exports no guest series.
+// (qemu: the model, /proc, /sys and one query-blockstats per guest; libvirt: one bulk-stats call for all
+// guests). All gauges of one scrape share one collection; a guest whose collection fails or times out is
+// left out of that scrape and counted in novamon_guest_scrape_errors_total. A driver without guestSamples
+// exports no guest series.
 
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ComputeDriver, GuestSample, GuestSamples } from '../virt/driver.js';
@@ -25,7 +26,12 @@ function set(g: Gauge<string>, labels: Record<string, string>, v: number | null 
 const ns = (v: number | null) => (v === null ? null : v / 1e9);
 
 function diskSeries(name: string, help: string, pick: (d: GuestSample['disks'][number]) => number | null): Series {
-  return { name, help, labels: ['device'], set: (g, s, id) => s.disks.forEach((d) => set(g, { ...id, device: d.device ?? '' }, pick(d))) };
+  return {
+    name,
+    help,
+    labels: ['device', 'source_file'],
+    set: (g, s, id) => s.disks.forEach((d) => set(g, { ...id, device: d.device ?? '', source_file: d.file ?? '' }, pick(d))),
+  };
 }
 
 type NicCounters = NonNullable<GuestSample['nics'][number]['counters']>;
@@ -52,33 +58,34 @@ const SERIES: Series[] = [
     labels: ['event', 'reason', 'guest_initiated'],
     set: (g, s, id) => g.set({ ...id, event: s.view.reason.event, reason: s.view.reason.reason ?? '', guest_initiated: String(s.view.reason.guest ?? '') }, s.view.reason.at / 1000),
   },
-  { name: 'novamon_guest_vcpu_time_seconds_total', help: 'CPU time of each vCPU thread (/proc), seconds', labels: ['vcpu'], set: (g, s, id) => s.cpus.forEach((c) => set(g, { ...id, vcpu: String(c.id) }, ns(c.timeNs))) },
-  diskSeries('novamon_guest_block_read_bytes_total', 'Bytes read per block device (query-blockstats)', (d) => d.readBytes),
-  diskSeries('novamon_guest_block_write_bytes_total', 'Bytes written per block device (query-blockstats)', (d) => d.writeBytes),
-  diskSeries('novamon_guest_block_read_requests_total', 'Read requests per block device (query-blockstats)', (d) => d.readRequests),
-  diskSeries('novamon_guest_block_write_requests_total', 'Write requests per block device (query-blockstats)', (d) => d.writeRequests),
-  diskSeries('novamon_guest_block_flush_requests_total', 'Flush requests per block device (query-blockstats)', (d) => d.flushRequests),
-  diskSeries('novamon_guest_block_read_time_seconds_total', 'Time spent on reads per block device (query-blockstats), seconds', (d) => ns(d.readTimeNs)),
-  diskSeries('novamon_guest_block_write_time_seconds_total', 'Time spent on writes per block device (query-blockstats), seconds', (d) => ns(d.writeTimeNs)),
-  diskSeries('novamon_guest_block_errors_total', 'Failed read, write and flush requests per block device (query-blockstats)', (d) => d.errorsCount),
-  nicSeries('novamon_guest_interface_receive_bytes_total', 'Bytes received per NIC (host tap, /sys)', 'rxOctets'),
-  nicSeries('novamon_guest_interface_receive_packets_total', 'Packets received per NIC (host tap, /sys)', 'rxPackets'),
-  nicSeries('novamon_guest_interface_receive_errors_total', 'Receive errors per NIC (host tap, /sys)', 'rxErrors'),
-  nicSeries('novamon_guest_interface_receive_drops_total', 'Receive drops per NIC (host tap, /sys)', 'rxDrop'),
-  nicSeries('novamon_guest_interface_transmit_bytes_total', 'Bytes transmitted per NIC (host tap, /sys)', 'txOctets'),
-  nicSeries('novamon_guest_interface_transmit_packets_total', 'Packets transmitted per NIC (host tap, /sys)', 'txPackets'),
-  nicSeries('novamon_guest_interface_transmit_errors_total', 'Transmit errors per NIC (host tap, /sys)', 'txErrors'),
-  nicSeries('novamon_guest_interface_transmit_drops_total', 'Transmit drops per NIC (host tap, /sys)', 'txDrop'),
+  { name: 'novamon_guest_cpu_time_seconds_total', help: 'CPU time of the whole QEMU process (vCPUs, emulator and I/O threads), seconds', labels: [], set: (g, s, id) => set(g, id, ns(s.cpuTimeNs)) },
+  { name: 'novamon_guest_vcpu_time_seconds_total', help: 'CPU time of each vCPU (qemu: its thread in /proc; libvirt: vcpu.N.time), seconds', labels: ['vcpu'], set: (g, s, id) => s.cpus.forEach((c) => set(g, { ...id, vcpu: String(c.id) }, ns(c.timeNs))) },
+  diskSeries('novamon_guest_block_read_bytes_total', 'Bytes read per block device', (d) => d.readBytes),
+  diskSeries('novamon_guest_block_write_bytes_total', 'Bytes written per block device', (d) => d.writeBytes),
+  diskSeries('novamon_guest_block_read_requests_total', 'Read requests per block device', (d) => d.readRequests),
+  diskSeries('novamon_guest_block_write_requests_total', 'Write requests per block device', (d) => d.writeRequests),
+  diskSeries('novamon_guest_block_flush_requests_total', 'Flush requests per block device', (d) => d.flushRequests),
+  diskSeries('novamon_guest_block_read_time_seconds_total', 'Time spent on reads per block device, seconds', (d) => ns(d.readTimeNs)),
+  diskSeries('novamon_guest_block_write_time_seconds_total', 'Time spent on writes per block device, seconds', (d) => ns(d.writeTimeNs)),
+  diskSeries('novamon_guest_block_errors_total', 'Failed read, write and flush requests per block device (qemu driver only)', (d) => d.errorsCount),
+  nicSeries('novamon_guest_interface_receive_bytes_total', 'Bytes received per NIC, host side', 'rxOctets'),
+  nicSeries('novamon_guest_interface_receive_packets_total', 'Packets received per NIC, host side', 'rxPackets'),
+  nicSeries('novamon_guest_interface_receive_errors_total', 'Receive errors per NIC, host side', 'rxErrors'),
+  nicSeries('novamon_guest_interface_receive_drops_total', 'Receive drops per NIC, host side', 'rxDrop'),
+  nicSeries('novamon_guest_interface_transmit_bytes_total', 'Bytes transmitted per NIC, host side', 'txOctets'),
+  nicSeries('novamon_guest_interface_transmit_packets_total', 'Packets transmitted per NIC, host side', 'txPackets'),
+  nicSeries('novamon_guest_interface_transmit_errors_total', 'Transmit errors per NIC, host side', 'txErrors'),
+  nicSeries('novamon_guest_interface_transmit_drops_total', 'Transmit drops per NIC, host side', 'txDrop'),
   { name: 'novamon_guest_memory_maximum_bytes', help: 'Boot plus hot-plugged memory, bytes', labels: [], set: (g, s, id) => set(g, id, s.memory.maximumBytes) },
   { name: 'novamon_guest_memory_balloon_actual_bytes', help: 'Memory the balloon gives the guest now, bytes', labels: [], set: (g, s, id) => set(g, id, s.memory.balloonActualBytes) },
-  { name: 'novamon_guest_memory_rss_bytes', help: 'Resident set size of the QEMU process (/proc), bytes', labels: [], set: (g, s, id) => set(g, id, s.memory.rssKiB === null ? null : s.memory.rssKiB * 1024) },
+  { name: 'novamon_guest_memory_rss_bytes', help: 'Resident set size of the QEMU process, bytes', labels: [], set: (g, s, id) => set(g, id, s.memory.rssKiB === null ? null : s.memory.rssKiB * 1024) },
   {
     name: 'novamon_guest_memory_stat',
     help: "Balloon guest stats when the guest's balloon driver reports them, by libvirt name (sizes in KiB, faults and swap as counts)",
     labels: ['stat'],
     set: (g, s, id) => Object.entries(s.memory.guestStats).forEach(([stat, v]) => set(g, { ...id, stat }, v)),
   },
-  { name: 'novamon_guest_monitor_roundtrip_seconds', help: "Round trip of this scrape's query-blockstats on the guest's monitor, seconds", labels: [], set: (g, s, id) => set(g, id, s.monitorSeconds) },
+  { name: 'novamon_guest_monitor_roundtrip_seconds', help: "Round trip of the hypervisor call this scrape cost (qemu: the guest's query-blockstats; libvirt: the one bulk-stats call), seconds", labels: [], set: (g, s, id) => set(g, id, s.monitorSeconds) },
 ];
 
 /** Register the per-guest series on `registry`; nothing is registered when the driver cannot sample guests. */

@@ -230,8 +230,16 @@ export interface MonitorStats {
 /** One guest's counters for /metrics, from the same sources as diagnostics (see guestSamples). */
 export interface GuestSample {
   readonly view: GuestView;
+  /** CPU time of the whole hypervisor process (vCPUs, emulator and I/O threads), nanoseconds. */
+  readonly cpuTimeNs: number | null;
   readonly cpus: readonly { id: number; timeNs: number | null }[];
-  readonly disks: readonly (DiskDiagnostics & { readTimeNs: number | null; writeTimeNs: number | null; flushRequests: number | null })[];
+  readonly disks: readonly (DiskDiagnostics & {
+    readTimeNs: number | null;
+    writeTimeNs: number | null;
+    flushRequests: number | null;
+    /** The image behind the device, when the driver knows it. */
+    file?: string | null;
+  })[];
   readonly nics: readonly { name: string; hostDevice: string | null; counters: Omit<NicDiagnostics, 'macAddress' | 'rxRate' | 'txRate'> | null }[];
   readonly memory: {
     readonly maximumBytes: number | null;
@@ -240,7 +248,10 @@ export interface GuestSample {
     readonly guestStats: Readonly<Record<string, number>>;
     readonly rssKiB: number | null;
   };
-  /** Round trip of the one monitor command the sample sent, seconds. */
+  /**
+   * Round trip of the one hypervisor call the sample cost, seconds: the guest's query-blockstats (qemu), or
+   * the scrape's one bulk-stats call that libvirtd answers for every guest (libvirt).
+   */
   readonly monitorSeconds: number | null;
 }
 

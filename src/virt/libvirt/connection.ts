@@ -6,8 +6,9 @@ import net from 'node:net';
 import {
   AuthType, decodeHeader, encodeMessage, HEADER_SIZE, KEEPALIVE_PROGRAM, KeepaliveProc, MAX_MESSAGE, MessageStatus,
   MessageType, PROTOCOL_VERSION, QEMU_PROGRAM, QemuProc, readDomain, readRemoteError, readTypedParams, REMOTE_PROGRAM,
-  RemoteProc, writeDomain, DOMAIN_EVENT_ID_LIFECYCLE, type DomainHandle, type RemoteError, type TypedParamValue,
+  RemoteProc, writeDomain, type DomainHandle, type RemoteError, type TypedParamValue,
 } from './protocol.js';
+import { decodeEventMessage, type EventMessage } from './event-messages.js';
 import { XdrReader, XdrWriter } from './xdr.js';
 
 /** libvirtd answered the call with an error (virError): code and message are libvirt's. */
@@ -42,12 +43,7 @@ export interface LibvirtConnectionOptions {
   callTimeoutMs: number;
 }
 
-export interface LifecycleMessage {
-  callbackId: number;
-  domain: DomainHandle;
-  event: number;
-  detail: number;
-}
+export type { LifecycleMessage } from './event-messages.js';
 
 /** A download stream (libvirt's readstream) riding on a call's serial: data until EOF, capped. */
 interface Download {
@@ -78,7 +74,7 @@ export class LibvirtConnection {
   private buffered: Buffer[] = [];
   private bufferedLength = 0;
   private closedError: Error | null = null;
-  private readonly lifecycleListeners = new Set<(m: LifecycleMessage) => void>();
+  private readonly eventListeners = new Set<(m: EventMessage) => void>();
   private readonly closeListeners = new Set<(e: Error) => void>();
 
   private constructor(private readonly socket: net.Socket, private readonly options: LibvirtConnectionOptions) {
@@ -131,9 +127,10 @@ export class LibvirtConnection {
     return () => this.closeListeners.delete(listener);
   }
 
-  onLifecycle(listener: (m: LifecycleMessage) => void): () => void {
-    this.lifecycleListeners.add(listener);
-    return () => this.lifecycleListeners.delete(listener);
+  /** Every event message libvirtd sends this connection (lifecycle, reboot, QEMU monitor events). */
+  onEvent(listener: (m: EventMessage) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
   }
 
   /** Sends one call and resolves with a reader positioned at the reply's payload. */
@@ -212,10 +209,8 @@ export class LibvirtConnection {
       return;
     }
     if (h.type === MessageType.MESSAGE) {
-      if (h.prog === REMOTE_PROGRAM && h.proc === RemoteProc.DOMAIN_EVENT_CALLBACK_LIFECYCLE) {
-        const m: LifecycleMessage = { callbackId: r.int(), domain: readDomain(r), event: r.int(), detail: r.int() };
-        for (const l of this.lifecycleListeners) l(m);
-      }
+      const m = decodeEventMessage(h.prog, h.proc, r);
+      if (m) for (const l of this.eventListeners) l(m);
       return;
     }
     if (h.type === MessageType.STREAM) {
@@ -393,21 +388,10 @@ export class LibvirtConnection {
     return r.string();
   }
 
-  async getAllDomainStats(doms: readonly DomainHandle[], stats: number, flags = 0): Promise<{ domain: DomainHandle; params: Map<string, TypedParamValue> }[]> {
+  async getAllDomainStats(doms: readonly DomainHandle[], stats: number, flags = 0, timeoutMs?: number): Promise<{ domain: DomainHandle; params: Map<string, TypedParamValue> }[]> {
     const w = new XdrWriter().array(doms, (x, d) => writeDomain(x, d)).uint(stats).uint(flags);
-    const r = await this.remote(RemoteProc.CONNECT_GET_ALL_DOMAIN_STATS, w);
+    const r = await this.remote(RemoteProc.CONNECT_GET_ALL_DOMAIN_STATS, w, timeoutMs);
     return r.array((x) => ({ domain: readDomain(x), params: readTypedParams(x) }));
-  }
-
-  /** Subscribes this connection to lifecycle events of every domain; returns libvirt's callback id. */
-  async registerLifecycleEvents(): Promise<number> {
-    const r = await this.remote(RemoteProc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
-      new XdrWriter().int(DOMAIN_EVENT_ID_LIFECYCLE).optional(null, () => undefined));
-    return r.int();
-  }
-
-  async deregisterEvents(callbackId: number): Promise<void> {
-    await this.remote(RemoteProc.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY, new XdrWriter().int(callbackId));
   }
 }
 

@@ -1,6 +1,6 @@
 // LibvirtDriver: the ComputeDriver for compute_driver = libvirt. libvirtd starts QEMU and holds its
 // monitor, so guests are reached through libvirt's RPC socket (host.ts, guest.ts): domain state, bulk
-// stats, domain XML and lifecycle events from libvirt, QMP/HMP through its qemu-monitor-command passthrough.
+// stats, domain XML and lifecycle events from libvirt, QMP/HMP and QEMU's own events through its passthrough.
 
 import { readTail } from '../console-log.js';
 import { inject, injectable } from 'inversify';
@@ -8,9 +8,9 @@ import type { Config } from '../../config/options.js';
 import { ConsoleNotAvailable, ConsoleTypeUnavailable, InstanceInvalidState, InstanceNotRunning, InternalError } from '../../exception.js';
 import { RootLogger, type Logger } from '../../logging.js';
 import {
-  MAX_CONSOLE_BYTES, type ComputeDriver, type ConsoleEndpoint, type Diagnostics, type DiscoveredInstance, type InstanceInfo,
-  type InstanceRef, type LegacyDiagnostics, type LifecycleListener, type MonitorCommand, type PowerOffOptions, type RebootType,
-  type Screenshot,
+  MAX_CONSOLE_BYTES, type ComputeDriver, type ConsoleEndpoint, type Diagnostics, type DiscoveredInstance, type GuestRunEventListener,
+  type GuestSamples, type InstanceInfo, type InstanceRef, type LegacyDiagnostics, type LifecycleListener, type MonitorCommand,
+  type PowerOffOptions, type RebootType, type Screenshot,
 } from '../driver.js';
 import { MAX_SCREENDUMP_BYTES } from '../screenshot.js';
 import { LibvirtStreamTooLarge } from './connection.js';
@@ -22,11 +22,17 @@ import { LibvirtStatsCollector, type LibvirtGuestStats } from './guest-stats.js'
 import { DomainCache } from './domain-cache.js';
 import { LibvirtGuest, powerStateFromLibvirt } from './guest.js';
 import { LibvirtHost } from './host.js';
+import type { EventMessage } from './event-messages.js';
 import { lifecycleEventFromLibvirt } from './events.js';
-import { DomainState, StatsType, uuidToString } from './protocol.js';
+import { DomainState, STATS_NOWAIT, StatsType, uuidToString } from './protocol.js';
+import { LibvirtRunEvents, RUN_EVENT_PATTERN } from './run-events.js';
+import { sampleFromStats } from './samples.js';
 
 /** The loaded Config; the same registry key as the composition root's ConfigId (virt/ must not import main/). */
 export const LibvirtDriverConfig = Symbol.for('novamon.Config');
+
+/** What one scrape asks libvirtd for every domain: the groups prometheus-libvirt-exporter's figures come from. */
+const SAMPLE_STATS = StatsType.STATE | StatsType.CPU_TOTAL | StatsType.BALLOON | StatsType.VCPU | StatsType.INTERFACE | StatsType.BLOCK;
 
 /** A domain with a QEMU process (running, paused, ...), which has figures to report. */
 function isLive(state: number): boolean {
@@ -43,6 +49,10 @@ export class LibvirtDriver implements ComputeDriver {
   private readonly listeners = new Set<LifecycleListener>();
   /** Diagnostics figures: shared by concurrent callers, balloon and start time kept between calls. */
   private readonly stats: LibvirtStatsCollector;
+  /** Shutdowns, resets and panics with QEMU's reasons, and each domain's last state-change reason. */
+  private readonly runEvents: LibvirtRunEvents;
+  /** Guests in the last scrape: how many a failed bulk-stats call left out. */
+  private lastSampled = 0;
   private readonly log: Logger;
 
   constructor(
@@ -56,23 +66,29 @@ export class LibvirtDriver implements ComputeDriver {
       connectTimeoutMs: config.monitor.connect_timeout * 1000,
       callTimeoutMs: config.monitor.command_timeout * 1000,
       logger: this.log,
+      monitorEvents: RUN_EVENT_PATTERN,
     });
     this.host.hostName = config.DEFAULT.host;
     this.domains = new DomainCache(this.host);
     this.stats = new LibvirtStatsCollector(this.log);
-    this.host.onLifecycle((m) => {
-      this.domains.apply(m);
-      this.stats.forget(m.domain.name);
-      const event = lifecycleEventFromLibvirt(m.domain.name, uuidToString(m.domain.uuid), m.event, m.detail, Date.now());
-      if (!event) return;
-      for (const l of this.listeners) {
-        try {
-          l(event);
-        } catch (err) {
-          this.log.error({ err, instance: event.uuid, name: event.name }, 'lifecycle listener failed');
-        }
+    this.runEvents = new LibvirtRunEvents(() => this.host.runEventSource(), (name) => this.names.matches(name), this.log);
+    this.host.onEvent((m) => this.onHostEvent(m));
+  }
+
+  private onHostEvent(m: EventMessage): void {
+    this.runEvents.handle(m);
+    if (m.kind !== 'lifecycle') return;
+    this.domains.apply(m);
+    this.stats.forget(m.domain.name);
+    const event = lifecycleEventFromLibvirt(m.domain.name, uuidToString(m.domain.uuid), m.event, m.detail, Date.now());
+    if (!event) return;
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (err) {
+        this.log.error({ err, instance: event.uuid, name: event.name }, 'lifecycle listener failed');
       }
-    });
+    }
   }
 
   async initHost(host: string): Promise<void> {
@@ -132,17 +148,19 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   async powerOff(instance: InstanceRef, options: PowerOffOptions): Promise<void> {
-    const guest = await this.guest(instance);
-    if (!(await guest.isActive())) return;
-    if (options.timeout > 0 && (await this.cleanShutdown(guest, options.timeout, options.retryInterval))) return;
-    await this.destroyIfActive(guest);
+    await this.operate(instance, async (guest) => {
+      if (!(await guest.isActive())) return;
+      if (options.timeout > 0 && (await this.cleanShutdown(guest, options.timeout, options.retryInterval))) return;
+      await this.destroyIfActive(guest);
+    });
   }
 
   async powerOn(instance: InstanceRef): Promise<void> {
-    const guest = await this.guest(instance);
-    const state = await guest.state();
-    if (state === DomainState.PAUSED) await guest.resume();
-    else if (state === DomainState.SHUTOFF || state === DomainState.CRASHED || state === DomainState.NOSTATE) await guest.start();
+    await this.operate(instance, async (guest) => {
+      const state = await guest.state();
+      if (state === DomainState.PAUSED) await guest.resume();
+      else if (state === DomainState.SHUTOFF || state === DomainState.CRASHED || state === DomainState.NOSTATE) await guest.start();
+    });
   }
 
   async pause(instance: InstanceRef): Promise<void> {
@@ -162,7 +180,10 @@ export class LibvirtDriver implements ComputeDriver {
   }
 
   async reboot(instance: InstanceRef, type: RebootType): Promise<void> {
-    const guest = await this.guest(instance);
+    await this.operate(instance, (guest) => this.rebootGuest(guest, type));
+  }
+
+  private async rebootGuest(guest: LibvirtGuest, type: RebootType): Promise<void> {
     if (!(await guest.isActive())) {
       // Nova's hard reboot recreates the domain, so rebooting a powered-off guest starts it.
       await guest.start();
@@ -222,12 +243,44 @@ export class LibvirtDriver implements ComputeDriver {
     return () => this.listeners.delete(listener);
   }
 
+  /** QEMU's SHUTDOWN/RESET/GUEST_PANICKED/GUEST_CRASHLOADED relayed by libvirtd (or derived from its events). */
+  onGuestRunEvent(listener: GuestRunEventListener): () => void {
+    return this.runEvents.onRunEvent(listener);
+  }
+
+  /**
+   * Every domain of ours from one virConnectGetAllDomainStats (libvirtd asks each QEMU itself); NOWAIT so a
+   * guest busy with a job gives what it can at once. A failed or late call leaves the last scrape's guests out.
+   */
+  async guestSamples(opts: { concurrency: number; timeoutMs: number }): Promise<GuestSamples> {
+    const t0 = performance.now();
+    try {
+      const records = await this.host.call('', (c) => c.getAllDomainStats([], SAMPLE_STATS, STATS_NOWAIT, opts.timeoutMs));
+      const seconds = (performance.now() - t0) / 1000;
+      const connectedAt = this.host.connectedAt ?? Date.now();
+      const samples = records
+        .filter((r) => this.names.matches(r.domain.name))
+        .map((r) => sampleFromStats(r.domain, r.params, this.runEvents.reason(r.domain.name), seconds, connectedAt));
+      this.lastSampled = samples.length;
+      return { samples, failed: 0 };
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'guest metrics collection through libvirt failed');
+      return { samples: [], failed: Math.max(1, this.lastSampled) };
+    }
+  }
+
   async close(): Promise<void> {
     this.listeners.clear();
     await this.host.close();
   }
 
   // ---- helpers ------------------------------------------------------------------------------------
+
+  /** A power operation of ours: run events it causes are marked as its doing (the caller's action records them). */
+  private async operate(instance: InstanceRef, fn: (guest: LibvirtGuest) => Promise<void>): Promise<void> {
+    const guest = await this.guest(instance);
+    await this.runEvents.during(guest.name, () => fn(guest));
+  }
 
   private async guest(instance: InstanceRef): Promise<LibvirtGuest> {
     const name = this.names.validate(instance.name);

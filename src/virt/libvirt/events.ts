@@ -9,6 +9,14 @@ import { DomainEvent, StoppedDetail } from './protocol.js';
 const EVENT_NAMES = ['DEFINED', 'UNDEFINED', 'STARTED', 'SUSPENDED', 'RESUMED', 'STOPPED', 'SHUTDOWN', 'PMSUSPENDED', 'CRASHED'];
 const STOPPED_DETAILS = ['shutdown', 'destroyed', 'crashed', 'migrated', 'saved', 'failed', 'from-snapshot'];
 
+/** libvirt's names for a lifecycle event and its detail (STOPPED/shutdown, CRASHED/0, ...). */
+export function lifecycleNames(event: number, detail: number): { event: string; detail: string } {
+  return {
+    event: EVENT_NAMES[event] ?? String(event),
+    detail: event === DomainEvent.STOPPED ? (STOPPED_DETAILS[detail] ?? String(detail)) : String(detail),
+  };
+}
+
 export function lifecycleEventFromLibvirt(name: string, uuid: string | null, event: number, detail: number, timestamp: number): LifecycleEvent | null {
   let transition: LifecycleTransition;
   let powerState: PowerState;
@@ -34,7 +42,6 @@ export function lifecycleEventFromLibvirt(name: string, uuid: string | null, eve
     default:
       return null;
   }
-  const eventName = EVENT_NAMES[event] ?? String(event);
-  const detailName = event === DomainEvent.STOPPED ? (STOPPED_DETAILS[detail] ?? String(detail)) : String(detail);
-  return { name, uuid, transition, powerState, timestamp, source: `libvirt:${eventName}/${detailName}` };
+  const names = lifecycleNames(event, detail);
+  return { name, uuid, transition, powerState, timestamp, source: `libvirt:${names.event}/${names.detail}` };
 }

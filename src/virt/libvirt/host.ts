@@ -4,9 +4,8 @@
 
 import type { Logger } from '../../logging.js';
 import { HypervisorUnavailable, InstanceNotFound, InstanceNotRunning, InternalError, MonitorTimeout, NovaException } from '../../exception.js';
-import {
-  LibvirtConnection, LibvirtConnectionError, LibvirtRpcError, LibvirtTimeoutError, type LifecycleMessage,
-} from './connection.js';
+import { LibvirtConnection, LibvirtConnectionError, LibvirtRpcError, LibvirtTimeoutError } from './connection.js';
+import { registerLifecycleEvents, registerMonitorEvents, registerRebootEvents, type EventMessage } from './event-messages.js';
 import { ErrorCode, uuidFromString, type DomainHandle } from './protocol.js';
 
 export interface LibvirtHostOptions {
@@ -16,7 +15,15 @@ export interface LibvirtHostOptions {
   logger: Logger;
   /** First delay before reconnecting the event stream after libvirtd went away. */
   reconnectDelayMs?: number;
+  /** Also subscribe to the QEMU monitor events whose names match this regular expression (libvirt-qemu passthrough). */
+  monitorEvents?: string;
 }
+
+/**
+ * Where a connection's guest run events come from: QEMU's own events through libvirt's monitor event
+ * passthrough, or (where libvirtd refuses that) libvirt's lifecycle and reboot events.
+ */
+export type RunEventSource = 'monitor' | 'lifecycle';
 
 /** Where libvirtd listens for a local URI: qemu:///system, or qemu+unix:///system?socket=PATH. */
 export function socketPathForUri(uri: string): string {
@@ -40,7 +47,8 @@ export class LibvirtHost {
   private conn: LibvirtConnection | null = null;
   private opening: Promise<LibvirtConnection> | null = null;
   private readonly socketPath: string;
-  private readonly lifecycleListeners = new Set<(m: LifecycleMessage) => void>();
+  private readonly eventListeners = new Set<(m: EventMessage) => void>();
+  private readonly runSources = new WeakMap<LibvirtConnection, RunEventSource>();
   private eventsWanted = false;
   /** Connections that carry our lifecycle-event subscription. */
   private readonly registered = new WeakSet<LibvirtConnection>();
@@ -51,6 +59,8 @@ export class LibvirtHost {
   private reconnectDelay: number;
   private closed = false;
   hostName = 'localhost';
+  /** Epoch ms when the live connection was opened. */
+  connectedAt: number | null = null;
 
   constructor(private readonly options: LibvirtHostOptions) {
     this.socketPath = socketPathForUri(options.uri);
@@ -84,8 +94,9 @@ export class LibvirtHost {
       throw this.translate(err, '');
     }
     this.conn = conn;
-    conn.onLifecycle((m) => {
-      for (const l of this.lifecycleListeners) l(m);
+    this.connectedAt = Date.now();
+    conn.onEvent((m) => {
+      for (const l of this.eventListeners) l(m);
     });
     conn.onClose((err) => {
       if (this.conn === conn) this.conn = null;
@@ -95,8 +106,7 @@ export class LibvirtHost {
     });
     if (this.eventsWanted) {
       try {
-        await conn.registerLifecycleEvents();
-        this.markRegistered(conn);
+        await this.subscribe(conn);
       } catch (err) {
         await conn.close();
         throw this.translate(err, '');
@@ -113,16 +123,35 @@ export class LibvirtHost {
     const conn = await this.connection();
     // A connection opened before events were wanted is not registered yet.
     if (!this.registered.has(conn)) {
-      await conn.registerLifecycleEvents().catch((err: unknown) => {
+      await this.subscribe(conn).catch((err: unknown) => {
         throw this.translate(err, '');
       });
     }
-    this.markRegistered(conn);
   }
 
-  private markRegistered(conn: LibvirtConnection): void {
+  /** Lifecycle events, then QEMU's monitor events, else libvirt's reboot events as the run-event source. */
+  private async subscribe(conn: LibvirtConnection): Promise<void> {
+    await registerLifecycleEvents(conn);
+    if (this.options.monitorEvents !== undefined) {
+      try {
+        await registerMonitorEvents(conn, this.options.monitorEvents);
+        this.runSources.set(conn, 'monitor');
+      } catch (err) {
+        if (!(err instanceof LibvirtRpcError)) throw err;
+        this.options.logger.warn({ err: err.message }, 'libvirtd refuses QEMU monitor events; guest run events come from lifecycle events, without QEMU\'s reasons');
+        await registerRebootEvents(conn);
+        this.runSources.set(conn, 'lifecycle');
+      }
+    }
     if (!this.registered.has(conn)) this.generations.set(conn, this.nextGeneration++);
     this.registered.add(conn);
+  }
+
+  /** Where the live connection's run events come from; null while no subscribed connection is live. */
+  runEventSource(): RunEventSource | null {
+    const conn = this.conn;
+    if (!conn || conn.isClosed || !this.registered.has(conn)) return null;
+    return this.runSources.get(conn) ?? null;
   }
 
   /**
@@ -154,9 +183,10 @@ export class LibvirtHost {
     this.reconnectTimer.unref();
   }
 
-  onLifecycle(listener: (m: LifecycleMessage) => void): () => void {
-    this.lifecycleListeners.add(listener);
-    return () => this.lifecycleListeners.delete(listener);
+  /** Every event message of the subscribed connections (lifecycle, reboot, QEMU monitor events). */
+  onEvent(listener: (m: EventMessage) => void): () => void {
+    this.eventListeners.add(listener);
+    return () => this.eventListeners.delete(listener);
   }
 
   /** Runs fn on the connection, translating every libvirt failure into a Nova exception. */

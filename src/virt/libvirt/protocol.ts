@@ -44,10 +44,16 @@ export const RemoteProc = {
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: 316,
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE: 318,
+  DOMAIN_EVENT_CALLBACK_REBOOT: 319,
   CONNECT_GET_ALL_DOMAIN_STATS: 344,
 } as const;
 
-export const QemuProc = { DOMAIN_MONITOR_COMMAND: 1 } as const;
+export const QemuProc = {
+  DOMAIN_MONITOR_COMMAND: 1,
+  CONNECT_DOMAIN_MONITOR_EVENT_REGISTER: 4,
+  CONNECT_DOMAIN_MONITOR_EVENT_DEREGISTER: 5,
+  DOMAIN_MONITOR_EVENT: 6,
+} as const;
 export const KeepaliveProc = { PING: 1, PONG: 2 } as const;
 
 /** virDomainState. */
@@ -60,10 +66,18 @@ export const DomainEvent = {
   DEFINED: 0, UNDEFINED: 1, STARTED: 2, SUSPENDED: 3, RESUMED: 4, STOPPED: 5, SHUTDOWN: 6, PMSUSPENDED: 7, CRASHED: 8,
 } as const;
 export const StoppedDetail = { SHUTDOWN: 0, DESTROYED: 1, CRASHED: 2, MIGRATED: 3, SAVED: 4, FAILED: 5, FROM_SNAPSHOT: 6 } as const;
+/** virDomainEventCrashedDetailType and virDomainEventShutdownDetailType (libvirt 3.4+ says who shut down). */
+export const CrashedDetail = { PANICKED: 0, CRASHLOADED: 1 } as const;
+export const ShutdownDetail = { FINISHED: 0, GUEST: 1, HOST: 2 } as const;
 export const DOMAIN_EVENT_ID_LIFECYCLE = 0;
+export const DOMAIN_EVENT_ID_REBOOT = 1;
+/** virConnectDomainQemuMonitorEventRegisterFlags: the event name is a regular expression. */
+export const QEMU_MONITOR_EVENT_REGISTER_REGEX = 1;
 
 /** virDomainStatsTypes bits for CONNECT_GET_ALL_DOMAIN_STATS. */
 export const StatsType = { STATE: 1, CPU_TOTAL: 2, BALLOON: 4, VCPU: 8, INTERFACE: 16, BLOCK: 32 } as const;
+/** virConnectGetAllDomainStatsFlags NOWAIT: a domain busy with a job reports what needs no job instead of waiting. */
+export const STATS_NOWAIT = 1 << 29;
 
 /** remote_auth_type. */
 export const AuthType = { NONE: 0, SASL: 1, POLKIT: 2 } as const;

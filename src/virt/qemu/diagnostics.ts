@@ -8,7 +8,7 @@ import type { Diagnostics, DiskDiagnostics, LegacyDiagnostics } from '../driver.
 import { powerStateFromQemuStatus, powerStateName } from '../power-state.js';
 import type { GuestModel } from './model.js';
 import { tapCounters, type NicCounters } from './network.js';
-import { processUptimeSeconds, rssKiB, threadCpuNs } from './proc.js';
+import { processCpuNs, processUptimeSeconds, rssKiB, threadCpuNs } from './proc.js';
 
 export { parseInfoNetwork } from './network.js';
 
@@ -35,6 +35,8 @@ export interface NicStats {
 export interface GuestStats {
   status: string;
   kvm: boolean | null;
+  /** CPU time of the whole QEMU process, nanoseconds. */
+  cpuTimeNs: number | null;
   cpus: { id: number; timeNs: number | null }[];
   disks: DiskStats[];
   nics: NicStats[];
@@ -61,7 +63,7 @@ interface BlockStatsEntry {
 export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor, pid: number | null): Promise<GuestStats> {
   const t0 = performance.now();
   let monitorSeconds = 0;
-  const [blockstats, guestStatsReply, cpus, nics, rss, uptime] = await Promise.all([
+  const [blockstats, guestStatsReply, cpus, nics, rss, uptime, cpuTimeNs] = await Promise.all([
     qmp.queryBlockstats(exec).then((r) => {
       monitorSeconds = (performance.now() - t0) / 1000;
       return r;
@@ -73,12 +75,14 @@ export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor
     ),
     pid !== null ? rssKiB(pid) : null,
     pid !== null ? processUptimeSeconds(pid) : null,
+    pid !== null ? processCpuNs(pid) : null,
   ]);
   const total = guestStatsReply ? validStat(guestStatsReply.stats['stat-total-memory']) : null;
   const free = guestStatsReply ? validStat(guestStatsReply.stats['stat-free-memory']) : null;
   return {
     status: model.status,
     kvm: model.kvm,
+    cpuTimeNs,
     cpus,
     disks: diskStats(blockstats),
     nics,

@@ -2,15 +2,11 @@
 // power-off sends SHUTDOWN then STOP (the guest is off, not paused), a reset of a stopped guest leaves it in
 // `prelaunch` without another event, and a STOP after BLOCK_IO_ERROR or WATCHDOG is an io-error or watchdog stop.
 
-import type { GuestRunEvent, GuestRunEventName, LifecycleTransition } from '../driver.js';
+import type { LifecycleTransition } from '../driver.js';
+import type { MonitorEvent } from '../run-event.js';
 import { PowerState } from '../power-state.js';
 
-/** The subset of a QMP event the mapping needs (matches src/qmp's QmpEvent). */
-export interface MonitorEvent {
-  event: string;
-  data?: Record<string, unknown>;
-  timestamp?: { seconds: number; microseconds: number };
-}
+export { eventTimestampMs, guestRunEvent, type MonitorEvent } from '../run-event.js';
 
 /** Events that change (or may change) the run state. */
 export const RUN_STATE_EVENTS = new Set(['STOP', 'RESUME', 'SHUTDOWN', 'RESET', 'SUSPEND', 'SUSPEND_DISK', 'WAKEUP', 'GUEST_PANICKED', 'WATCHDOG', 'BLOCK_IO_ERROR']);
@@ -60,13 +56,6 @@ export function runStateAfter(status: string, stopAs: string | null, event: Moni
   }
 }
 
-/** Epoch milliseconds of a QMP event timestamp (QEMU's host clock), or `fallback` when absent. */
-export function eventTimestampMs(event: MonitorEvent, fallback: number): number {
-  const ts = event.timestamp;
-  if (!ts || typeof ts.seconds !== 'number' || ts.seconds < 0) return fallback;
-  return ts.seconds * 1000 + Math.floor((ts.microseconds ?? 0) / 1000);
-}
-
 /** Nova's lifecycle transition between two power states (null when there is none to report). */
 export function transitionBetween(previous: PowerState | undefined, next: PowerState): LifecycleTransition | null {
   if (previous === next) return null;
@@ -84,29 +73,4 @@ export function transitionBetween(previous: PowerState | undefined, next: PowerS
     default:
       return null;
   }
-}
-
-const GUEST_RUN_EVENTS = new Set<string>(['SHUTDOWN', 'RESET', 'GUEST_PANICKED', 'GUEST_CRASHLOADED']);
-
-/**
- * The GuestRunEvent a QMP event is, or null. The registry's own SHUTDOWN/disconnect (a dropped socket,
- * not something QEMU said) is not one. Values QEMU (or a guest through it) controls are type-checked.
- */
-export function guestRunEvent(name: string, uuid: string | null, event: MonitorEvent): GuestRunEvent | null {
-  if (!GUEST_RUN_EVENTS.has(event.event)) return null;
-  const data = event.data ?? {};
-  const reason = str(data['reason']) ?? null;
-  if (event.event === 'SHUTDOWN' && reason === 'disconnect') return null;
-  const info = data['info'];
-  return {
-    name,
-    uuid,
-    event: event.event as GuestRunEventName,
-    reason: reason === null ? null : reason.slice(0, 64),
-    guest: typeof data['guest'] === 'boolean' ? data['guest'] : null,
-    action: str(data['action'])?.slice(0, 32) ?? null,
-    info: info && typeof info === 'object' && !Array.isArray(info) ? (info as Record<string, unknown>) : null,
-    timestamp: eventTimestampMs(event, Date.now()),
-    duringOperation: false,
-  };
 }

@@ -92,6 +92,13 @@ export async function threadCpuNs(pid: number, tid: number): Promise<number | nu
   return Math.round(((st.utime + st.stime) * 1e9) / hz);
 }
 
+/** CPU time (user + system) of a whole process, all threads, in nanoseconds. */
+export async function processCpuNs(pid: number): Promise<number | null> {
+  const st = await readStat(`/proc/${pid}/stat`);
+  if (!st) return null;
+  return Math.round(((st.utime + st.stime) * 1e9) / (await clockTicksPerSecond()));
+}
+
 /** Whole seconds since the process started (from its starttime and /proc/uptime). */
 export async function processUptimeSeconds(pid: number): Promise<number | null> {
   const st = await readStat(`/proc/${pid}/stat`);

@@ -9,6 +9,7 @@ import { guestView } from './view.js';
 export function toSample(model: GuestModel, s: GuestStats): GuestSample {
   return {
     view: guestView(model),
+    cpuTimeNs: s.cpuTimeNs,
     cpus: s.cpus,
     disks: s.disks,
     nics: s.nics.map((n) => ({ name: n.name, hostDevice: n.hostDevice, counters: n.counters })),

@@ -156,7 +156,7 @@ describe('LibvirtConnection', () => {
   it('answers keepalive pings and delivers lifecycle events', async () => {
     const c = await open();
     const events: unknown[] = [];
-    c.onLifecycle((m) => events.push(m));
+    c.onEvent((m) => events.push(m));
     const sock = fake.sockets[0]!;
     sock.write(encodeMessage({ prog: KEEPALIVE_PROGRAM, vers: 1, proc: 1, type: MessageType.MESSAGE, serial: 0, status: 0 }, Buffer.alloc(0)));
     const ev = new XdrWriter().int(5);
@@ -165,7 +165,7 @@ describe('LibvirtConnection', () => {
     sock.write(encodeMessage({ prog: REMOTE_PROGRAM, vers: 1, proc: RemoteProc.DOMAIN_EVENT_CALLBACK_LIFECYCLE, type: MessageType.MESSAGE, serial: 0, status: 0 }, ev.toBuffer()));
     await new Promise((r) => setTimeout(r, 100));
     expect(fake.received.some((h) => h.prog === KEEPALIVE_PROGRAM && h.proc === 2)).toBe(true);
-    expect(events).toEqual([{ callbackId: 5, domain: DOM, event: 3, detail: 0 }]);
+    expect(events).toEqual([{ kind: 'lifecycle', callbackId: 5, domain: DOM, event: 3, detail: 0 }]);
     await c.close();
   });
 

@@ -100,6 +100,7 @@ describe('diagnostics shaping', () => {
   const stats: GuestStats = {
     status: 'running',
     kvm: false,
+    cpuTimeNs: 7,
     cpus: [{ id: 0, timeNs: 1_230_000_000 }],
     disks: diskStats(blockstats),
     nics: [

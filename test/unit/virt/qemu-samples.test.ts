@@ -22,6 +22,7 @@ function model(name: string): GuestModel {
 const stats: GuestStats = {
   status: 'running',
   kvm: false,
+  cpuTimeNs: 7,
   cpus: [{ id: 0, timeNs: 5 }],
   disks: [],
   nics: [],
