@@ -46,3 +46,29 @@ export function guestRunEvent(name: string, uuid: string | null, event: MonitorE
     duringOperation: false,
   };
 }
+
+/** Events arriving this long after one of our power operations ends are still its doing: QEMU's event may trail the reply. */
+const OPERATION_EVENT_GRACE_MS = 1000;
+
+/** Power operations of a driver's own in flight per guest, so the run events they cause can be marked duringOperation. */
+export class OperationsInProgress {
+  private readonly counts = new Map<string, number>();
+
+  has(name: string): boolean {
+    return this.counts.has(name);
+  }
+
+  /** Runs `fn` as an operation on `name`; the guest counts as operated on until a moment after it ends. */
+  async during<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.counts.set(name, (this.counts.get(name) ?? 0) + 1);
+    try {
+      return await fn();
+    } finally {
+      setTimeout(() => {
+        const left = (this.counts.get(name) ?? 1) - 1;
+        if (left > 0) this.counts.set(name, left);
+        else this.counts.delete(name);
+      }, OPERATION_EVENT_GRACE_MS).unref();
+    }
+  }
+}

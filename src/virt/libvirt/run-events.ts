@@ -5,7 +5,7 @@
 
 import type { Logger } from '../../logging.js';
 import type { GuestRunEvent, GuestRunEventListener, StateReason } from '../driver.js';
-import { GUEST_RUN_EVENTS, guestRunEvent } from '../run-event.js';
+import { GUEST_RUN_EVENTS, guestRunEvent, OperationsInProgress } from '../run-event.js';
 import type { EventMessage, LifecycleMessage, MonitorEventMessage } from './event-messages.js';
 import { lifecycleNames } from './events.js';
 import type { RunEventSource } from './host.js';
@@ -13,9 +13,6 @@ import { CrashedDetail, DomainEvent, ShutdownDetail, uuidToString } from './prot
 
 /** The monitor events libvirtd is asked to relay (a regular expression it applies). */
 export const RUN_EVENT_PATTERN = `^(${[...GUEST_RUN_EVENTS].join('|')})$`;
-
-/** Events arriving this long after one of our power operations ends are still its doing. */
-const OPERATION_EVENT_GRACE_MS = 1000;
 
 interface DomainRun {
   reason: StateReason;
@@ -37,7 +34,7 @@ function parseDetails(details: string | null): Record<string, unknown> {
 
 export class LibvirtRunEvents {
   private readonly listeners = new Set<GuestRunEventListener>();
-  private readonly operations = new Map<string, number>();
+  private readonly operations = new OperationsInProgress();
   /** Per domain we were told about (names the template accepts only); dropped when the domain is undefined. */
   private readonly runs = new Map<string, DomainRun>();
 
@@ -55,17 +52,8 @@ export class LibvirtRunEvents {
   }
 
   /** Runs a power operation of ours on `name`; run events meanwhile (and for a second after) are marked as its doing. */
-  async during<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    this.operations.set(name, (this.operations.get(name) ?? 0) + 1);
-    try {
-      return await fn();
-    } finally {
-      setTimeout(() => {
-        const left = (this.operations.get(name) ?? 1) - 1;
-        if (left > 0) this.operations.set(name, left);
-        else this.operations.delete(name);
-      }, OPERATION_EVENT_GRACE_MS).unref();
-    }
+  during<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return this.operations.during(name, fn);
   }
 
   /**

@@ -11,14 +11,13 @@ import type { QmpMonitorRegistry } from '../../qmp/monitor-registry.js';
 import type { DiscoveredInstance, GuestChangeListener, GuestRunEventListener, LifecycleEvent, LifecycleListener } from '../driver.js';
 import type { InstanceNameTemplate } from '../instance-name.js';
 import { PowerState } from '../power-state.js';
+import { OperationsInProgress } from '../run-event.js';
 import { guestRunEvent, transitionBetween } from './events.js';
 import { QemuGuest, type QemuContext } from './guest.js';
 import { GuestModel, type ModelChange } from './model.js';
 import { guestView } from './view.js';
 
 const DISCOVERY_CONCURRENCY = 8;
-
-const OPERATION_EVENT_GRACE_MS = 1000;
 
 interface ModelEntry {
   readonly model: GuestModel;
@@ -38,7 +37,7 @@ export class QemuHost {
   private readonly models = new Map<string, ModelEntry>();
   private readonly opening = new Map<string, Promise<GuestModel>>();
   /** Power operations of ours in flight per guest (kept a moment after they end: QEMU's event may trail the reply). */
-  private readonly operations = new Map<string, number>();
+  private readonly operations = new OperationsInProgress();
   private unsubscribe: (() => void) | null = null;
   private watcher: FSWatcher | null = null;
   private closed = false;
@@ -165,17 +164,8 @@ export class QemuHost {
   }
 
   /** Runs a power operation of ours on `name`; run events meanwhile (and for a second after) are marked as its doing. */
-  async duringOperation<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    this.operations.set(name, (this.operations.get(name) ?? 0) + 1);
-    try {
-      return await fn();
-    } finally {
-      setTimeout(() => {
-        const left = (this.operations.get(name) ?? 1) - 1;
-        if (left > 0) this.operations.set(name, left);
-        else this.operations.delete(name);
-      }, OPERATION_EVENT_GRACE_MS).unref();
-    }
+  duringOperation<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return this.operations.during(name, fn);
   }
 
   onGuestRunEvent(listener: GuestRunEventListener): () => void {
