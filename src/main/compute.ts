@@ -78,7 +78,9 @@ async function main(argv: string[]): Promise<void> {
   };
   if (config.oslo_middleware.enabled) {
     // Bounded: a frozen guest's monitor holds at most its own collection, never the scrape.
-    registerGuestMetrics(metrics.registry, driver, { concurrency: 4, timeoutMs: 5000 });
+    const stores = container.get<ComputeStoresWithClose>(ComputeStores);
+    const projectsOf = async () => new Map((await stores.instances.listByHost(config.DEFAULT.host)).flatMap((r) => (r.projectId ? [[r.name, r.projectId] as const] : [])));
+    registerGuestMetrics(metrics.registry, driver, { concurrency: 4, timeoutMs: 5000, projectsOf });
   }
   // The HTTP framework is loaded only when the listener is enabled.
   const ops = config.oslo_middleware.enabled

@@ -88,17 +88,50 @@ const SERIES: Series[] = [
   { name: 'novamon_guest_monitor_roundtrip_seconds', help: "Round trip of the hypervisor call this scrape cost (qemu: the guest's query-blockstats; libvirt: the one bulk-stats call), seconds", labels: [], set: (g, s, id) => set(g, id, s.monitorSeconds) },
 ];
 
-/** Register the per-guest series on `registry`; nothing is registered when the driver cannot sample guests. */
-export function registerGuestMetrics(registry: Registry, driver: ComputeDriver, opts: { concurrency: number; timeoutMs: number }): boolean {
+/** Instance name -> owning project id, from the instance store. */
+export type ProjectsOf = () => Promise<ReadonlyMap<string, string>>;
+
+/** How long the owners read from the instance store serve scrapes (ownership changes by adoption only). */
+const OWNERS_TTL_MS = 60_000;
+
+/**
+ * The owners for a scrape: the last read while it is fresh, else a new read; a read that fails keeps
+ * the last answer (the guest series are served, without a project, rather than not at all).
+ */
+function cachedOwners(read: ProjectsOf | undefined): () => Promise<ReadonlyMap<string, string>> {
+  let owners: ReadonlyMap<string, string> = new Map();
+  let readAt = -Infinity;
+  let pending: Promise<void> | null = null;
+  return async () => {
+    if (read && performance.now() - readAt > OWNERS_TTL_MS) {
+      pending ??= read()
+        .then((m) => void (owners = m))
+        .catch(() => undefined)
+        .finally(() => {
+          readAt = performance.now();
+          pending = null;
+        });
+      await pending;
+    }
+    return owners;
+  };
+}
+
+/**
+ * Register the per-guest series on `registry`; nothing is registered when the driver cannot sample guests.
+ * Every series carries `uuid`, `name` and `project` (the owner in the instance store; empty when none).
+ */
+export function registerGuestMetrics(registry: Registry, driver: ComputeDriver, opts: { concurrency: number; timeoutMs: number; projectsOf?: ProjectsOf }): boolean {
   if (!driver.guestSamples) return false;
   const sample = driver.guestSamples.bind(driver);
   const errors = new Counter({ name: 'novamon_guest_scrape_errors_total', help: 'Guests left out of a scrape: collection failed or outran its timeout', registers: [registry] });
-  let last: { at: number; run: Promise<GuestSamples> } | null = null;
-  const shared = (): Promise<GuestSamples> => {
+  let last: { at: number; run: Promise<GuestSamples & { owners: ReadonlyMap<string, string> }> } | null = null;
+  const owners = cachedOwners(opts.projectsOf);
+  const shared = (): Promise<GuestSamples & { owners: ReadonlyMap<string, string> }> => {
     if (last && performance.now() - last.at < SHARE_MS) return last.run;
-    const run = sample(opts).then((r) => {
+    const run = Promise.all([sample(opts), owners()]).then(([r, o]) => {
       if (r.failed > 0) errors.inc(r.failed);
-      return r;
+      return { ...r, owners: o };
     });
     last = { at: performance.now(), run };
     return run;
@@ -107,12 +140,12 @@ export function registerGuestMetrics(registry: Registry, driver: ComputeDriver, 
     new Gauge({
       name: series.name,
       help: series.help,
-      labelNames: ['uuid', 'name', ...series.labels],
+      labelNames: ['uuid', 'name', 'project', ...series.labels],
       registers: [registry],
       async collect() {
-        const { samples } = await shared();
+        const { samples, owners: byName } = await shared();
         this.reset();
-        for (const s of samples) series.set(this, s, { uuid: s.view.uuid ?? '', name: s.view.name });
+        for (const s of samples) series.set(this, s, { uuid: s.view.uuid ?? '', name: s.view.name, project: byName.get(s.view.name) ?? '' });
       },
     });
   }

@@ -2,6 +2,9 @@
 // second while a fixture QEMU guest runs, and the guest's series are read back with PromQL.
 
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startComputeService, type ComputeService } from '../fixtures/compute-service.js';
 import { startFixtureGuest, type FixtureGuest } from '../fixtures/guest.js';
@@ -12,11 +15,18 @@ let compute: ComputeService;
 let guest: FixtureGuest;
 let prometheus: PrometheusServer | undefined;
 const uuid = randomUUID();
+let statePath: string | undefined;
 
 beforeAll(async () => {
   const opsPort = await freePort();
-  compute = await startComputeService({ databaseUrl: '', config: { oslo_middleware: { enabled: true, port: opsPort } } });
-  guest = await startFixtureGuest({ instancesPath: compute.instancesPath, name: 'instance-0000014a', uuid });
+  // The guest runs before the service starts: start-up discovery gives it a row owned by the default project.
+  statePath = mkdtempSync(path.join(tmpdir(), 'novamon-guest-metrics-'));
+  guest = await startFixtureGuest({ instancesPath: path.join(statePath, 'instances'), name: 'instance-0000014a', uuid });
+  compute = await startComputeService({
+    databaseUrl: '',
+    statePath,
+    config: { DEFAULT: { default_instance_project: 'p-metrics' }, oslo_middleware: { enabled: true, port: opsPort } },
+  });
   prometheus = await startPrometheus({ 'novamon-compute': `127.0.0.1:${opsPort}` });
 }, 120_000);
 
@@ -24,12 +34,13 @@ afterAll(async () => {
   await prometheus?.stop();
   await guest?.stop();
   await compute?.cleanup();
+  if (statePath) rmSync(statePath, { recursive: true, force: true });
 });
 
-it('serves the guest vCPU time to Prometheus, labelled with its uuid and name, and it grows', async () => {
+it('serves the guest vCPU time to Prometheus, labelled with its uuid, name and project, and it grows', async () => {
   const first = await prometheus!.eventually(`novamon_guest_vcpu_time_seconds_total{uuid="${uuid}", vcpu="0"} > 0`);
   expect(first).toHaveLength(1);
-  expect(first[0]!.metric).toMatchObject({ uuid, name: 'instance-0000014a', vcpu: '0', job: 'novamon-compute' });
+  expect(first[0]!.metric).toMatchObject({ uuid, name: 'instance-0000014a', project: 'p-metrics', vcpu: '0', job: 'novamon-compute' });
   const t0 = Number(first[0]!.value[1]);
   // The fixture guest keeps ticking: its vCPU thread burns CPU between scrapes.
   const later = await prometheus!.eventually(`novamon_guest_vcpu_time_seconds_total{uuid="${uuid}", vcpu="0"} > ${t0}`);
