@@ -68,7 +68,8 @@ describe('LibvirtDriver on a real domain', () => {
   });
 
   it('diagnostics cost three libvirt calls, one of them a QEMU command; concurrent callers share them', async () => {
-    // The first call learns the XML, the domain handle and the QEMU start time.
+    // Booted (the BIOS has read the disk); the first call learns the XML, the domain handle and the QEMU start time.
+    await dom.waitForConsole();
     await driver.getInstanceDiagnostics({ name: dom.name });
     const spy = vi.spyOn(LibvirtConnection.prototype, 'call');
     try {
