@@ -3,7 +3,8 @@
 // names do not follow instance_name_template. Real libvirtd and QEMU (TCG) throughout.
 
 import { randomInt, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../src/config/loader.js';
 import { HypervisorUnavailable, InstanceNotFound, MonitorTimeout } from '../../src/exception.js';
@@ -113,5 +114,21 @@ describe('LibvirtDriver on a real domain', () => {
       if (Date.now() > deadline) throw new Error('monitor did not answer again after SIGCONT');
       await new Promise((res) => setTimeout(res, 250));
     }
+  });
+
+  it('a disk hot-plugged into the running domain shows in the next diagnostics (the device event drops the cached XML)', async () => {
+    await dom.waitForConsole();
+    const before = await driver.getInstanceDiagnostics({ name: dom.name });
+    expect(before.diskDetails).toHaveLength(1);
+    const extra = path.join(dom.dir, 'extra.img');
+    await writeFile(extra, Buffer.alloc(1024 * 1024));
+    await dom.virsh('attach-disk', dom.name, extra, 'vdb', '--live', '--mode', 'readonly');
+    const deadline = Date.now() + 10_000;
+    let disks = before.diskDetails.length;
+    while (disks < 2 && Date.now() < deadline) {
+      await new Promise((res) => setTimeout(res, 100));
+      disks = (await driver.getInstanceDiagnostics({ name: dom.name })).diskDetails.length;
+    }
+    expect(disks).toBe(2);
   });
 });

@@ -1,6 +1,7 @@
 // What the libvirt driver knows about each domain without asking libvirtd: its handle, its state (kept by
-// lifecycle events) and its parsed XML (dropped on every lifecycle event: a start assigns the VNC port). A
-// fact is trusted only while the event stream that keeps it is live: a new connection starts from nothing.
+// lifecycle events) and its parsed XML (dropped on every lifecycle event, since a start assigns the VNC
+// port, and on device hot-plug and removal events). A fact is trusted only while the event stream that
+// keeps it is live: a new connection starts from nothing.
 
 import type { LifecycleMessage } from './connection.js';
 import type { DomainConfig } from './domain-xml.js';
@@ -105,12 +106,16 @@ export class DomainCache {
     return config;
   }
 
-  /** We changed the domain (a power action, a monitor command): what we knew may be wrong now. */
-  forget(name: string, what: 'state' | 'all' = 'all'): void {
+  /**
+   * What we knew may be wrong now: the run state after a power action or monitor command of ours, the
+   * XML after a device event, everything after anything else.
+   */
+  forget(name: string, what: 'state' | 'config' | 'all' = 'all'): void {
     const f = this.domains.get(name);
     if (!f) return;
     f.epoch++;
-    f.state = null;
+    if (what !== 'config') f.state = null;
+    if (what === 'config') f.config = null;
     if (what === 'all') {
       f.config = null;
       f.handle = null;

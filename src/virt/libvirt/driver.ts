@@ -77,6 +77,12 @@ export class LibvirtDriver implements ComputeDriver {
 
   private onHostEvent(m: EventMessage): void {
     this.runEvents.handle(m);
+    if (m.kind === 'device') {
+      // A hot-plugged or removed disk or NIC: the cached XML (devices, paths, tap names) is stale.
+      this.domains.forget(m.domain.name, 'config');
+      this.stats.forget(m.domain.name);
+      return;
+    }
     if (m.kind !== 'lifecycle') return;
     this.domains.apply(m);
     this.stats.forget(m.domain.name);

@@ -1,10 +1,10 @@
-// The asynchronous messages libvirtd sends a subscribed client, decoded: domain lifecycle and reboot
-// events (remote program) and QEMU monitor events passed through (libvirt-qemu program), with the calls
+// The asynchronous messages libvirtd sends a subscribed client, decoded: domain lifecycle, reboot and
+// device hot-plug events (remote program) and QEMU monitor events passed through (libvirt-qemu program), with the calls
 // that subscribe a connection to them. Layouts from remote_protocol.x and qemu_protocol.x.
 
 import type { LibvirtConnection } from './connection.js';
 import {
-  DOMAIN_EVENT_ID_LIFECYCLE, DOMAIN_EVENT_ID_REBOOT, QEMU_MONITOR_EVENT_REGISTER_REGEX, QEMU_PROGRAM, QemuProc, readDomain,
+  DOMAIN_EVENT_ID_DEVICE_ADDED, DOMAIN_EVENT_ID_DEVICE_REMOVED, DOMAIN_EVENT_ID_LIFECYCLE, DOMAIN_EVENT_ID_REBOOT, QEMU_MONITOR_EVENT_REGISTER_REGEX, QEMU_PROGRAM, QemuProc, readDomain,
   REMOTE_PROGRAM, RemoteProc, type DomainHandle,
 } from './protocol.js';
 import { type XdrReader, XdrWriter } from './xdr.js';
@@ -33,8 +33,18 @@ export interface MonitorEventMessage {
   details: string | null;
 }
 
+/** A device hot-plugged into or removed from a running domain: its live XML changed. */
+export interface DeviceMessage {
+  callbackId: number;
+  domain: DomainHandle;
+  /** The device's alias (untrusted; capped). */
+  alias: string;
+  added: boolean;
+}
+
 export type EventMessage =
   | ({ kind: 'lifecycle' } & LifecycleMessage)
+  | ({ kind: 'device' } & DeviceMessage)
   | ({ kind: 'reboot' } & RebootMessage)
   | ({ kind: 'monitor' } & MonitorEventMessage);
 
@@ -45,6 +55,11 @@ export function decodeEventMessage(prog: number, proc: number, r: XdrReader): Ev
   }
   if (prog === REMOTE_PROGRAM && proc === RemoteProc.DOMAIN_EVENT_CALLBACK_REBOOT) {
     return { kind: 'reboot', callbackId: r.int(), domain: readDomain(r) };
+  }
+  if (prog === REMOTE_PROGRAM && (proc === RemoteProc.DOMAIN_EVENT_CALLBACK_DEVICE_ADDED || proc === RemoteProc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED)) {
+    const callbackId = r.int();
+    const domain = readDomain(r);
+    return { kind: 'device', callbackId, domain, alias: r.string().slice(0, 256), added: proc === RemoteProc.DOMAIN_EVENT_CALLBACK_DEVICE_ADDED };
   }
   if (prog === QEMU_PROGRAM && proc === QemuProc.DOMAIN_MONITOR_EVENT) {
     const callbackId = r.int();
@@ -68,6 +83,12 @@ async function registerDomainEvent(conn: LibvirtConnection, eventId: number): Pr
 
 export function registerLifecycleEvents(conn: LibvirtConnection): Promise<number> {
   return registerDomainEvent(conn, DOMAIN_EVENT_ID_LIFECYCLE);
+}
+
+/** Device hot-plug and removal of every domain: the live XML we cache changes without a lifecycle event. */
+export async function registerDeviceEvents(conn: LibvirtConnection): Promise<void> {
+  await registerDomainEvent(conn, DOMAIN_EVENT_ID_DEVICE_ADDED);
+  await registerDomainEvent(conn, DOMAIN_EVENT_ID_DEVICE_REMOVED);
 }
 
 export function registerRebootEvents(conn: LibvirtConnection): Promise<number> {

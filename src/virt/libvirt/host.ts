@@ -5,7 +5,7 @@
 import type { Logger } from '../../logging.js';
 import { HypervisorUnavailable, InstanceNotFound, InstanceNotRunning, InternalError, MonitorTimeout, NovaException } from '../../exception.js';
 import { LibvirtConnection, LibvirtConnectionError, LibvirtRpcError, LibvirtTimeoutError } from './connection.js';
-import { registerLifecycleEvents, registerMonitorEvents, registerRebootEvents, type EventMessage } from './event-messages.js';
+import { registerDeviceEvents, registerLifecycleEvents, registerMonitorEvents, registerRebootEvents, type EventMessage } from './event-messages.js';
 import { ErrorCode, uuidFromString, type DomainHandle } from './protocol.js';
 
 export interface LibvirtHostOptions {
@@ -129,9 +129,10 @@ export class LibvirtHost {
     }
   }
 
-  /** Lifecycle events, then QEMU's monitor events, else libvirt's reboot events as the run-event source. */
+  /** Lifecycle and device events, then QEMU's monitor events, else libvirt's reboot events as the run-event source. */
   private async subscribe(conn: LibvirtConnection): Promise<void> {
     await registerLifecycleEvents(conn);
+    await registerDeviceEvents(conn);
     if (this.options.monitorEvents !== undefined) {
       try {
         await registerMonitorEvents(conn, this.options.monitorEvents);

@@ -45,7 +45,9 @@ export const RemoteProc = {
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: 317,
   DOMAIN_EVENT_CALLBACK_LIFECYCLE: 318,
   DOMAIN_EVENT_CALLBACK_REBOOT: 319,
+  DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED: 333,
   CONNECT_GET_ALL_DOMAIN_STATS: 344,
+  DOMAIN_EVENT_CALLBACK_DEVICE_ADDED: 354,
 } as const;
 
 export const QemuProc = {
@@ -71,6 +73,9 @@ export const CrashedDetail = { PANICKED: 0, CRASHLOADED: 1 } as const;
 export const ShutdownDetail = { FINISHED: 0, GUEST: 1, HOST: 2 } as const;
 export const DOMAIN_EVENT_ID_LIFECYCLE = 0;
 export const DOMAIN_EVENT_ID_REBOOT = 1;
+/** virDomainEventID of a device hot-unplugged (after the guest released it) and hot-plugged. */
+export const DOMAIN_EVENT_ID_DEVICE_REMOVED = 15;
+export const DOMAIN_EVENT_ID_DEVICE_ADDED = 19;
 /** virConnectDomainQemuMonitorEventRegisterFlags: the event name is a regular expression. */
 export const QEMU_MONITOR_EVENT_REGISTER_REGEX = 1;
 

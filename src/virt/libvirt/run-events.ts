@@ -71,7 +71,7 @@ export class LibvirtRunEvents {
     let run: GuestRunEvent | null = null;
     if (m.kind === 'monitor') run = this.fromMonitor(m, uuid);
     else if (m.kind === 'lifecycle') run = this.fromLifecycle(m, uuid);
-    else if (this.source() === 'lifecycle') run = this.fallback(m.domain.name, uuid, 'RESET', null);
+    else if (m.kind === 'reboot' && this.source() === 'lifecycle') run = this.fallback(m.domain.name, uuid, 'RESET', null);
     if (!run) return;
     const marked = this.operations.has(run.name) ? { ...run, duringOperation: true } : run;
     for (const listener of this.listeners) {

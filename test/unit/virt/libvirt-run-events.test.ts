@@ -118,4 +118,19 @@ describe('libvirt run events', () => {
     expect(decodeEventMessage(REMOTE_PROGRAM, RemoteProc.DOMAIN_EVENT_CALLBACK_REBOOT, new XdrReader(w.toBuffer()))).toEqual({ kind: 'reboot', callbackId: 4, domain: DOM });
     expect(decodeEventMessage(REMOTE_PROGRAM, 999, new XdrReader(Buffer.alloc(0)))).toBeNull();
   });
+
+  it('decodes device hot-plug and removal, which are never run events, not even as the reboot fallback', () => {
+    const device = (proc: number, alias: string): EventMessage | null => {
+      const w = new XdrWriter().int(7);
+      writeDomain(w, DOM);
+      w.string(alias);
+      return decodeEventMessage(REMOTE_PROGRAM, proc, new XdrReader(w.toBuffer()));
+    };
+    const added = device(RemoteProc.DOMAIN_EVENT_CALLBACK_DEVICE_ADDED, 'virtio-disk1');
+    expect(added).toEqual({ kind: 'device', callbackId: 7, domain: DOM, alias: 'virtio-disk1', added: true });
+    expect(device(RemoteProc.DOMAIN_EVENT_CALLBACK_DEVICE_REMOVED, 'x'.repeat(1000))).toMatchObject({ kind: 'device', added: false, alias: 'x'.repeat(256) });
+    const { runs, seen } = setup('lifecycle');
+    runs.handle(added as EventMessage);
+    expect(seen).toEqual([]);
+  });
 });
