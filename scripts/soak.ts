@@ -1,7 +1,7 @@
 // The soak and the fuzz report run (docs/resilience.md). `npm run soak -- --minutes 30`: novamon-compute from
 // dist/ on a private RabbitMQ and PostgreSQL, a steady moderate load while fixture guests are stopped,
-// started, paused and killed around it; samples RSS, open fds, QMP connections and p99 latency and reports
-// their slopes. `npm run soak -- --fuzz 100000`: the hostile-input fuzzer's report run instead.
+// started, paused and killed around it; samples RSS, the V8 heap, open fds, QMP connections and p99
+// latency and reports their slopes. `npm run soak -- --fuzz 100000`: the hostile-input fuzzer's report run instead.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -99,7 +99,7 @@ async function main(): Promise<void> {
 
     // Reads on every guest (failures while a guest is down are expected and counted), plus host calls.
     const load = new PacedLoad((i) => (i % 4 === 0 ? c.call('get_host_uptime') : c.call('get_console_output', { instance: inst(ids[i % ids.length] as number), tail_length: 5 })), rate).start();
-    const samples: Array<{ t: number; rssKb: number; fds: number; qmp: number; p99: number }> = [];
+    const samples: Array<{ t: number; rssKb: number; heapMiB: number; fds: number; qmp: number; p99: number }> = [];
     const chaos: string[] = [];
     const endAt = Date.now() + minutes * 60_000;
     let nextChaos = Date.now() + 10_000;
@@ -110,7 +110,9 @@ async function main(): Promise<void> {
       const recent = load.samples.slice(lastSampleIdx).filter((s) => s.outcome === 'ok').map((s) => s.ms);
       lastSampleIdx = load.samples.length;
       const st = procStats(compute.pid);
-      samples.push({ t: load.elapsedMs / 1000, rssKb: st.rssKb, fds: st.fds, qmp: await metric(opsPort, 'novamon_qmp_connections').catch(() => -1), p99: percentile(recent, 0.99) });
+      // The V8 heap in use (prom-client's default metric): heap growth is a leak of ours; RSS growth with a flat heap is the allocator or native buffers.
+      const heapMiB = round((await metric(opsPort, 'nodejs_heap_size_used_bytes').catch(() => -1)) / 1048576);
+      samples.push({ t: load.elapsedMs / 1000, rssKb: st.rssKb, heapMiB, fds: st.fds, qmp: await metric(opsPort, 'novamon_qmp_connections').catch(() => -1), p99: percentile(recent, 0.99) });
       if (Date.now() >= nextChaos) {
         nextChaos = Date.now() + 10_000;
         const id = ids[step % ids.length] as number;
@@ -138,7 +140,7 @@ async function main(): Promise<void> {
         }
       }
       const last = samples[samples.length - 1];
-      if (last) out(`t=${round(last.t)}s rss=${round(last.rssKb / 1024)}MiB fds=${last.fds} qmp=${last.qmp} p99=${round(last.p99)}ms`);
+      if (last) out(`t=${round(last.t)}s rss=${round(last.rssKb / 1024)}MiB heap=${last.heapMiB}MiB fds=${last.fds} qmp=${last.qmp} p99=${round(last.p99)}ms`);
     }
     await load.stop();
     const summary = load.summary();
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
     const perHour = (f: (s: (typeof samples)[number]) => number) => round(slope(tail.map((s) => [s.t / 3600, f(s)])), 2);
     const report = {
       kind: 'soak', at: new Date().toISOString(), minutes, rate, guests: ids.length, crashed: !compute.alive, summary,
-      slopesPerHour: { rssMiB: perHour((s) => s.rssKb / 1024), fds: perHour((s) => s.fds), qmpConnections: perHour((s) => s.qmp), p99Ms: perHour((s) => s.p99) },
+      slopesPerHour: { rssMiB: perHour((s) => s.rssKb / 1024), heapMiB: perHour((s) => s.heapMiB), fds: perHour((s) => s.fds), qmpConnections: perHour((s) => s.qmp), p99Ms: perHour((s) => s.p99) },
       first: samples[0], last: samples[samples.length - 1], chaos, samples,
     };
     writeFileSync(path.join(resultsDir, `soak-${stamp}.json`), `${JSON.stringify(report, null, 2)}\n`);
@@ -155,6 +157,7 @@ async function main(): Promise<void> {
       '# novamon soak', '', `_${report.at}_: \`npm run soak -- --minutes ${minutes}\`, ${rate} calls/s, ${ids.length} guests stopped/started/paused/killed every 10 s`, '',
       '| figure | first sample | last sample | slope per hour (second half) |', '|---|---|---|---|',
       `| RSS (MiB) | ${round((report.first?.rssKb ?? 0) / 1024)} | ${round((report.last?.rssKb ?? 0) / 1024)} | ${report.slopesPerHour.rssMiB} |`,
+      `| V8 heap used (MiB) | ${report.first?.heapMiB} | ${report.last?.heapMiB} | ${report.slopesPerHour.heapMiB} |`,
       `| open fds | ${report.first?.fds} | ${report.last?.fds} | ${report.slopesPerHour.fds} |`,
       `| QMP connections | ${report.first?.qmp} | ${report.last?.qmp} | ${report.slopesPerHour.qmpConnections} |`,
       `| p99 latency (ms, 5 s window) | ${round(report.first?.p99 ?? 0)} | ${round(report.last?.p99 ?? 0)} | ${report.slopesPerHour.p99Ms} |`, '',
