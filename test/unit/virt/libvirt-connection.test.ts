@@ -13,7 +13,7 @@ import { LibvirtConnection, LibvirtConnectionError, LibvirtRpcError, LibvirtTime
 import { LibvirtGuest } from '../../../src/virt/libvirt/guest.js';
 import { LibvirtHost, socketPathForUri } from '../../../src/virt/libvirt/host.js';
 import {
-  decodeHeader, encodeMessage, KEEPALIVE_PROGRAM, MessageType, QEMU_PROGRAM, readDomain, REMOTE_PROGRAM, RemoteProc, writeDomain,
+  decodeHeader, DOMAIN_EVENT_ID_DEVICE_ADDED, DOMAIN_EVENT_ID_DEVICE_REMOVED, DOMAIN_EVENT_ID_LIFECYCLE, encodeMessage, KEEPALIVE_PROGRAM, MessageType, QEMU_PROGRAM, readDomain, REMOTE_PROGRAM, RemoteProc, writeDomain,
   type DomainHandle, type MessageHeader,
 } from '../../../src/virt/libvirt/protocol.js';
 import { XdrReader, XdrWriter } from '../../../src/virt/libvirt/xdr.js';
@@ -251,10 +251,14 @@ describe('LibvirtHost and LibvirtGuest error mapping', () => {
   });
 
   it('re-registers for events after libvirtd comes back', async () => {
+    // Lifecycle registrations counted (device added/removed are registered beside each one).
     let registrations = 0;
-    fake.handlers.set(`${REMOTE_PROGRAM}:${RemoteProc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY}`, () => {
-      registrations++;
-      return { ok: new XdrWriter().int(registrations) };
+    const eventIds: number[] = [];
+    fake.handlers.set(`${REMOTE_PROGRAM}:${RemoteProc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY}`, (_h, r) => {
+      const eventId = r.int();
+      eventIds.push(eventId);
+      if (eventId === DOMAIN_EVENT_ID_LIFECYCLE) registrations++;
+      return { ok: new XdrWriter().int(eventIds.length) };
     });
     const h = new LibvirtHost({ uri: `qemu+unix:///system?socket=${fake.path}`, connectTimeoutMs: 500, callTimeoutMs: 500, logger: silentLogger(), reconnectDelayMs: 50 });
     await h.startEvents();
@@ -263,6 +267,7 @@ describe('LibvirtHost and LibvirtGuest error mapping', () => {
     const deadline = Date.now() + 3000;
     while (registrations < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(registrations).toBe(2);
+    expect(eventIds.slice(0, 3)).toEqual([DOMAIN_EVENT_ID_LIFECYCLE, DOMAIN_EVENT_ID_DEVICE_ADDED, DOMAIN_EVENT_ID_DEVICE_REMOVED]);
     await h.close();
   });
 });
