@@ -9,7 +9,7 @@ import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
 import { contextToMessage, type RequestContext } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { parseFailure } from './failure.js';
-import { fanoutExchangeName, fanoutExchangeSpec, type QueueTuning, replyQueueSpec, topicExchangeSpec } from './topology.js';
+import { fanoutExchangeName, fanoutExchangeSpec, queueHomeNodeDown, type QueueTuning, replyQueueSpec, topicExchangeSpec } from './topology.js';
 
 
 export class MessagingTimeout extends Error {
@@ -70,7 +70,8 @@ function hexId(): string {
 }
 
 export class RpcClient {
-  readonly replyQueue = `reply_${hexId()}`;
+  /** Renamed only when the queue's cluster node is down (see doOpen). */
+  replyQueue = `reply_${hexId()}`;
   private readonly log: Logger;
   private readonly pending = new Map<string, Pending>();
   private session: Session | null = null;
@@ -215,6 +216,13 @@ export class RpcClient {
     } catch (err) {
       s.alive = false;
       await ch.close().catch(() => undefined);
+      if (queueHomeNodeDown(err, this.replyQueue)) {
+        // Our reply queue lived on a cluster node that is down: replies to calls in flight are lost with it;
+        // later calls name a new queue (the next attempt declares it).
+        const previous = this.replyQueue;
+        this.replyQueue = `reply_${hexId()}`;
+        this.log.warn({ previous, replyQueue: this.replyQueue }, 'reply queue unreachable on its cluster node; using a new one');
+      }
       throw err;
     }
     if (this.closed) {

@@ -15,7 +15,7 @@ import { MalformedMessage, serializeFailure, WireException } from './failure.js'
 import { type IncomingRequest, parseRequest, type ReplyTarget, replyTargetOf, sniffReplyTarget } from './message.js';
 import { TaskScheduler } from './scheduler.js';
 import { closeSession, type Delivery, hexId, openSession, publishReply, replyFragment, type Session, settle } from './server-session.js';
-import { serverTopology, type QueueTuning, type ServerTopology } from './topology.js';
+import { queueHomeNodeDown, serverTopology, type QueueTuning, type ServerTopology } from './topology.js';
 
 export { replyFragment, replyMessageText } from './server-session.js';
 
@@ -57,7 +57,7 @@ export interface RpcServerOptions {
 
 export class RpcServer {
   private readonly log: Logger;
-  private readonly topology: ServerTopology;
+  private topology: ServerTopology;
   private readonly dedupe: DedupeCache;
   private readonly scheduler: TaskScheduler;
   private readonly maxBodyBytes: number;
@@ -81,13 +81,7 @@ export class RpcServer {
 
   constructor(private readonly opts: RpcServerOptions) {
     this.log = opts.logger.child({ component: 'rpc-server', topic: opts.topic, server: opts.server });
-    this.topology = serverTopology(opts.exchange, opts.topic, opts.server, hexId(), {
-      durableQueues: opts.durableQueues,
-      autoDelete: opts.autoDelete ?? false,
-      quorumQueues: opts.quorumQueues,
-      transientQueueTtlMs: opts.transientQueueTtlMs,
-      ...opts.queueTuning,
-    });
+    this.topology = this.newTopology();
     this.dedupe = new DedupeCache(opts.dedupe);
     this.scheduler = new TaskScheduler(opts.prefetch);
     this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
@@ -156,6 +150,13 @@ export class RpcServer {
     return this.opening;
   }
 
+  /** The server's queues; the fanout queue, ours alone, gets a fresh name each time this is built. */
+  private newTopology(): ServerTopology {
+    const o = this.opts;
+    const flags = { durableQueues: o.durableQueues, autoDelete: o.autoDelete ?? false, quorumQueues: o.quorumQueues, transientQueueTtlMs: o.transientQueueTtlMs, ...o.queueTuning };
+    return serverTopology(o.exchange, o.topic, o.server, hexId(), flags);
+  }
+
   private async openSession(model: ChannelModel): Promise<void> {
     const s = await openSession(model, {
       topology: this.topology,
@@ -166,6 +167,15 @@ export class RpcServer {
       log: this.log,
       onDelivery: (session, msg) => this.onDelivery(session, msg),
       onLost: (session) => this.onSessionLost(session),
+    }).catch((err: unknown) => {
+      // Our fanout queue lived on a cluster node that is down: consume from a new one (fanout casts sent
+      // meanwhile had nowhere to go either way); the shared topic queues keep their names.
+      if (queueHomeNodeDown(err, this.topology.fanoutQueue.name)) {
+        const previous = this.topology.fanoutQueue.name;
+        this.topology = { ...this.topology, fanoutQueue: this.newTopology().fanoutQueue };
+        this.log.warn({ previous, fanout: this.topology.fanoutQueue.name }, 'fanout queue unreachable on its cluster node; using a new one');
+      }
+      throw err;
     });
     if (this.stopping) {
       await closeSession(s, this.opTimeoutMs);
@@ -192,10 +202,13 @@ export class RpcServer {
       if (this.stopping || !this.started || this.session?.alive) return;
       const model = this.opts.connection.connection;
       if (!model) return; // the 'connected' event will reopen
-      this.ensureSession(model).catch((err: unknown) => {
-        this.log.error({ err: String(err) }, 'RPC server could not reopen its channels; retrying');
-        this.scheduleReopen();
-      });
+      this.ensureSession(model).then(
+        () => this.log.info({ queues: this.queues }, 'RPC server consuming'),
+        (err: unknown) => {
+          this.log.error({ err: String(err) }, 'RPC server could not reopen its channels; retrying');
+          this.scheduleReopen();
+        },
+      );
     }, 1000);
   }
 

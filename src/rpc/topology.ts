@@ -124,3 +124,13 @@ export async function declareServerTopology(ch: Channel, t: ServerTopology, topi
   // A fanout exchange ignores the key; oslo binds with the topic, and so do we.
   await ch.bindQueue(t.fanoutQueue.name, t.fanoutExchange.name, topic);
 }
+
+/**
+ * A declare refused because the queue's home node is down (RabbitMQ keeps the record of a classic queue
+ * whose node was stopped: "NOT_FOUND - queue ... process is stopped by supervisor", or "home node ... is
+ * down"). Only a queue under a new name can be declared until that node is back.
+ */
+export function queueHomeNodeDown(err: unknown, queue: string): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === 404 && typeof e.message === 'string' && e.message.includes(`'${queue}'`);
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTransportUrl } from '../../../src/rpc/amqp-connection.js';
-import { queueArguments, replyQueueSpec, serverTopology } from '../../../src/rpc/topology.js';
+import { queueArguments, queueHomeNodeDown, replyQueueSpec, serverTopology } from '../../../src/rpc/topology.js';
 
 const defaults = { durableQueues: false, quorumQueues: false, transientQueueTtlMs: 1800000 };
 
@@ -61,5 +61,16 @@ describe('parseTransportUrl', () => {
     expect(multi[1]).toMatchObject({ hostname: 'h2', port: 5671, username: 'u', password: 'p@ss' });
     expect(parseTransportUrl('rabbit://[::1]:5672')[0]).toMatchObject({ hostname: '::1', vhost: '/' });
     expect(() => parseTransportUrl('http://x')).toThrow();
+  });
+});
+
+describe('queueHomeNodeDown', () => {
+  const err = (code: number, message: string) => Object.assign(new Error(message), { code });
+  it('recognises RabbitMQ refusing a declare of a queue whose cluster node is down, for that queue only', () => {
+    const stopped = err(404, "Operation failed: QueueDeclare; 404 (NOT-FOUND) with message \"NOT_FOUND - queue 'compute_fanout_ab12' in vhost '/' process is stopped by supervisor\"");
+    expect(queueHomeNodeDown(stopped, 'compute_fanout_ab12')).toBe(true);
+    expect(queueHomeNodeDown(stopped, 'compute_fanout_ab1')).toBe(false);
+    expect(queueHomeNodeDown(err(406, "PRECONDITION_FAILED - queue 'compute_fanout_ab12'"), 'compute_fanout_ab12')).toBe(false);
+    expect(queueHomeNodeDown(null, 'x')).toBe(false);
   });
 });
