@@ -1,6 +1,7 @@
 // The caller side of the wire (novamon-manage, the REST API, the benchmark): publishes calls and casts as oslo's
 // RPCClient does and matches replies by `_msg_id` on one `reply_<uuid hex>` queue per client. A remote failure
-// becomes RemoteError, a missing reply MessagingTimeout. The reply queue is re-declared after every reconnect.
+// becomes RemoteError, a missing reply MessagingTimeout. The reply queue is re-declared after every reconnect
+// and proved to deliver (a probe to itself); one that does not is replaced by a new one.
 
 import { randomUUID } from 'node:crypto';
 import { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
@@ -15,6 +16,16 @@ import { fanoutExchangeName, fanoutExchangeSpec, queueHomeNodeDown, type QueueTu
 export class MessagingTimeout extends Error {
   override readonly name = 'MessagingTimeout';
 }
+
+/** Our reply queue was declared and consumed, yet our own probe never came back through it. */
+class ReplyQueueUnreachable extends Error {
+  constructor(queue: string) {
+    super(`reply queue ${queue} does not deliver (its cluster node is down)`);
+  }
+}
+
+/** Header of the probe the client sends itself through a reply queue re-declared after a reconnect. */
+const PROBE_HEADER = 'x-novamon-reply-probe';
 
 export interface RpcTarget {
   topic: string;
@@ -74,6 +85,10 @@ export class RpcClient {
   replyQueue = `reply_${hexId()}`;
   private readonly log: Logger;
   private readonly pending = new Map<string, Pending>();
+  /** Reply-queue probes waiting to come back, by id. */
+  private readonly probes = new Map<string, () => void>();
+  private sessionsOpened = 0;
+  private verifying = false;
   private session: Session | null = null;
   private opening: Promise<Session> | null = null;
   private closed = false;
@@ -115,6 +130,7 @@ export class RpcClient {
       const timer = setTimeout(() => {
         this.pending.delete(msgId);
         reject(new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId}`));
+        this.verifyReplyQueue();
       }, remaining);
       this.pending.set(msgId, { resolve, reject, timer, result: null });
       try {
@@ -213,10 +229,13 @@ export class RpcClient {
       await withTimeout(ch.assertQueue(q.name, q.options), t, 'declaring the reply queue');
       const ok = await withTimeout(ch.consume(q.name, (m) => this.onReply(m), { noAck: true }), t, 'basic.consume');
       s.consumerTag = ok.consumerTag;
+      // After a reconnect, a cluster may still hold the record of our queue on a node that just died:
+      // declare and consume then succeed on a queue nothing will ever deliver from. Our own probe tells.
+      if (this.sessionsOpened > 0 && !(await this.replyQueueDelivers(ch))) throw new ReplyQueueUnreachable(this.replyQueue);
     } catch (err) {
       s.alive = false;
       await ch.close().catch(() => undefined);
-      if (queueHomeNodeDown(err, this.replyQueue)) {
+      if (err instanceof ReplyQueueUnreachable || queueHomeNodeDown(err, this.replyQueue)) {
         // Our reply queue lived on a cluster node that is down: replies to calls in flight are lost with it;
         // later calls name a new queue (the next attempt declares it).
         const previous = this.replyQueue;
@@ -230,8 +249,51 @@ export class RpcClient {
       await ch.close().catch(() => undefined);
       throw new Error('RPC client is closed');
     }
+    this.sessionsOpened++;
     this.session = s;
     return s;
+  }
+
+  /**
+   * After a call timed out: does our reply queue still deliver? In a cluster it can vanish with its node
+   * after we re-declared it; then the session is dropped and later calls use a new queue.
+   */
+  private verifyReplyQueue(): void {
+    const s = this.session;
+    if (this.verifying || this.closed || !s?.alive) return;
+    this.verifying = true;
+    this.replyQueueDelivers(s.ch)
+      .then((delivers) => {
+        if (delivers || !s.alive || this.session !== s) return;
+        const previous = this.replyQueue;
+        this.replyQueue = `reply_${hexId()}`;
+        this.log.warn({ previous, replyQueue: this.replyQueue }, 'reply queue stopped delivering; using a new one');
+        this.session = null;
+        s.alive = false;
+        void s.ch.close().catch(() => undefined);
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        this.verifying = false;
+      });
+  }
+
+  /** Publishes a probe to our own reply queue and waits (at most 2 s) for it to come back. */
+  private async replyQueueDelivers(ch: ConfirmChannel): Promise<boolean> {
+    const id = hexId();
+    const seen = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.min(2000, this.opTimeoutMs));
+      this.probes.set(id, () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    try {
+      ch.publish('', this.replyQueue, Buffer.from('{}'), { headers: { [PROBE_HEADER]: id } });
+      return await seen;
+    } finally {
+      this.probes.delete(id);
+    }
   }
 
   private onReply(m: ConsumeMessage | null): void {
@@ -243,6 +305,11 @@ export class RpcClient {
         s.alive = false;
         void s.ch.close().catch(() => undefined);
       }
+      return;
+    }
+    const probe: unknown = m.properties.headers?.[PROBE_HEADER];
+    if (typeof probe === 'string') {
+      this.probes.get(probe)?.();
       return;
     }
     let msg: Record<string, unknown>;
