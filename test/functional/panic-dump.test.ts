@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildVariantImage, PVPANIC_ARGS } from '../fixtures/boot-variants.js';
-import { createPgDatabase, startComputeService, type ComputeService } from '../fixtures/compute-service.js';
+import { createPgDatabase, startComputeService, type ComputeService, until as untilProbe } from '../fixtures/compute-service.js';
 import { killAllFixtureGuests, startFixtureGuest, type FixtureGuest } from '../fixtures/guest.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -77,15 +77,8 @@ describe('memory dump of a panicked guest ([qemu] panic_dump)', () => {
   let off: ComputeService;
   let dumped: FixtureGuest;
 
-  async function until<T>(what: string, probe: () => Promise<T | null>, ms = 90_000): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await probe();
-      if (v !== null) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${on.logs().slice(-3000)}\n${off?.logs().slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
+  const until = <T>(what: string, probe: () => Promise<T | null>, ms = 90_000): Promise<T> =>
+    untilProbe(what, probe, () => `${on.logs().slice(-3000)}\n${off?.logs().slice(-2000)}`, { ms });
 
   const stopped = (name: string) =>
     until(`${name} stopped`, async () => {

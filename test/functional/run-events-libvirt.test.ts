@@ -5,7 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createPgDatabase, RABBIT_URL, runPython, startComputeService, type ComputeService } from '../fixtures/compute-service.js';
+import { createPgDatabase, RABBIT_URL, runPython, startComputeService, type ComputeService, until as untilProbe } from '../fixtures/compute-service.js';
 import { buildVariantImage } from '../fixtures/boot-variants.js';
 import { FIXTURE_CONSOLE_LINE, startLibvirtDomain, type LibvirtDomain } from '../fixtures/libvirt-domain.js';
 import { ensureLibvirtd } from '../fixtures/libvirt-env.js';
@@ -35,15 +35,8 @@ describe('libvirt guests\' shutdowns, resets and panics recorded with QEMU\'s re
       )
     ).rows;
 
-  async function until<T>(what: string, probe: () => Promise<T | null>, ms = 90_000, everyMs = 250): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await probe();
-      if (v !== null) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${compute.logs().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  }
+  const until = <T>(what: string, probe: () => Promise<T | null>, ms = 90_000, everyMs = 250): Promise<T> =>
+    untilProbe(what, probe, () => compute.logs().slice(-3000), { ms, everyMs });
 
   const runEvents = (uuid: string, event: string, atLeast = 1) =>
     until(`${atLeast} ${event} event(s)`, async () => {

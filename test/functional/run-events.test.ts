@@ -5,7 +5,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createPgDatabase, startComputeService, type ComputeService } from '../fixtures/compute-service.js';
+import { createPgDatabase, startComputeService, type ComputeService, until as untilProbe } from '../fixtures/compute-service.js';
 import { buildVariantImage, PVPANIC_ARGS } from '../fixtures/boot-variants.js';
 import { killAllFixtureGuests, startFixtureGuest } from '../fixtures/guest.js';
 
@@ -34,15 +34,8 @@ describe('guest shutdowns, resets and panics recorded with QEMU\'s reason', () =
       )
     ).rows;
 
-  async function until<T>(what: string, probe: () => Promise<T | null>, ms = 90_000, everyMs = 250): Promise<T> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const v = await probe();
-      if (v !== null) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${compute.logs().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  }
+  const until = <T>(what: string, probe: () => Promise<T | null>, ms = 90_000, everyMs = 250): Promise<T> =>
+    untilProbe(what, probe, () => compute.logs().slice(-3000), { ms, everyMs });
 
   beforeAll(async () => {
     db = await createPgDatabase();
