@@ -235,13 +235,9 @@ export class RpcClient {
     } catch (err) {
       s.alive = false;
       await ch.close().catch(() => undefined);
-      if (err instanceof ReplyQueueUnreachable || queueHomeNodeDown(err, this.replyQueue)) {
-        // Our reply queue lived on a cluster node that is down: replies to calls in flight are lost with it;
-        // later calls name a new queue (the next attempt declares it).
-        const previous = this.replyQueue;
-        this.replyQueue = `reply_${hexId()}`;
-        this.log.warn({ previous, replyQueue: this.replyQueue }, 'reply queue unreachable on its cluster node; using a new one');
-      }
+      // Our reply queue lived on a cluster node that is down: replies to calls in flight are lost with it;
+      // later calls name a new queue (the next attempt declares it).
+      if (err instanceof ReplyQueueUnreachable || queueHomeNodeDown(err, this.replyQueue)) this.renewReplyQueue('unreachable on its cluster node');
       throw err;
     }
     if (this.closed) {
@@ -265,9 +261,7 @@ export class RpcClient {
     this.replyQueueDelivers(s.ch)
       .then((delivers) => {
         if (delivers || !s.alive || this.session !== s) return;
-        const previous = this.replyQueue;
-        this.replyQueue = `reply_${hexId()}`;
-        this.log.warn({ previous, replyQueue: this.replyQueue }, 'reply queue stopped delivering; using a new one');
+        this.renewReplyQueue('stopped delivering');
         this.session = null;
         s.alive = false;
         void s.ch.close().catch(() => undefined);
@@ -276,6 +270,13 @@ export class RpcClient {
       .finally(() => {
         this.verifying = false;
       });
+  }
+
+  /** Later calls name a new reply queue (declared by the next session). */
+  private renewReplyQueue(why: string): void {
+    const previous = this.replyQueue;
+    this.replyQueue = `reply_${hexId()}`;
+    this.log.warn({ previous, replyQueue: this.replyQueue }, `reply queue ${why}; using a new one`);
   }
 
   /** Publishes a probe to our own reply queue and waits (at most 2 s) for it to come back. */

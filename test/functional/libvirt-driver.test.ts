@@ -116,7 +116,7 @@ describe('LibvirtDriver on a real domain', () => {
     }
   });
 
-  it('a disk hot-plugged into the running domain shows in the next diagnostics (the device event drops the cached XML)', async () => {
+  it('a disk hot-plugged into the running domain shows in the next diagnostics', async () => {
     await dom.waitForConsole();
     const before = await driver.getInstanceDiagnostics({ name: dom.name });
     expect(before.diskDetails).toHaveLength(1);
