@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { DedupeCache } from '../../../src/rpc/dedupe.js';
 import { TaskScheduler } from '../../../src/rpc/scheduler.js';
@@ -19,7 +21,7 @@ describe('DedupeCache', () => {
   });
 
   it('is bounded by ids (never evicting work in flight) and by reply bytes', () => {
-    const c = new DedupeCache({ maxIds: 3, maxReplyChars: 10, maxOneReplyChars: 8 });
+    const c = new DedupeCache({ maxIds: 3, maxReplyBytes: 10, maxOneReplyBytes: 8 });
     c.begin('busy');
     for (const id of ['a', 'b', 'c', 'd']) {
       c.begin(id);
@@ -41,13 +43,52 @@ describe('DedupeCache', () => {
   });
 
   it('evicts the oldest cached replies beyond the byte budget but keeps their ids', () => {
-    const c = new DedupeCache({ maxIds: 100, maxReplyChars: 10 });
+    const c = new DedupeCache({ maxIds: 100, maxReplyBytes: 10 });
     for (const id of ['a', 'b', 'c']) {
       c.begin(id);
       c.finish(id, '1234');
     }
     expect(c.get('a')).toEqual({ state: 'done', reply: null });
     expect(c.get('c')).toEqual({ state: 'done', reply: '1234' });
+  });
+
+  it('counts replies in UTF-8 bytes and gives them back unchanged', () => {
+    const c = new DedupeCache({ maxIds: 100, maxReplyBytes: 12, maxOneReplyBytes: 8 });
+    c.begin('accents');
+    c.finish('accents', '"été"'); // 5 characters, 7 bytes
+    expect(c.replyBytes).toBe(7);
+    expect(c.get('accents')).toEqual({ state: 'done', reply: '"été"' });
+    c.begin('emoji');
+    c.finish('emoji', '🖥🖥'); // 4 UTF-16 units, 8 bytes: the first reply no longer fits the budget
+    expect(c.replyBytes).toBe(8);
+    expect(c.get('accents')).toEqual({ state: 'done', reply: null });
+    expect(c.get('emoji')).toEqual({ state: 'done', reply: '🖥🖥' });
+    c.begin('wide');
+    c.finish('wide', 'ééééé'); // 5 characters but 10 bytes: over the single-reply limit
+    expect(c.get('wide')).toEqual({ state: 'done', reply: null });
+    expect(c.replyBytes).toBe(8);
+  });
+
+  it('keeps a reply built by concatenation in no more heap than its bytes', () => {
+    // 2,000 replies of ~3 KB, each assembled from hundreds of small pieces as the reply encoder does.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const c = new DedupeCache({ maxIds: 100_000, maxReplyBytes: 64 * 1024 * 1024 });
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 2000; i++) {
+      let reply = '';
+      for (let k = 0; k < 300; k++) reply += `"k${k}": ${i * k}, `;
+      c.begin(`id${i}`);
+      c.finish(`id${i}`, reply);
+    }
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    const first = c.get('id0');
+    expect(first?.state === 'done' && first.reply?.startsWith('"k0": 0, "k1": 0, ')).toBe(true);
+    expect(c.replyBytes).toBeGreaterThan(2000 * 2500);
+    // Kept as the string pieces, the same replies hold about 30 MB of heap.
+    expect(grown).toBeLessThan(2 * 1024 * 1024);
   });
 });
 
