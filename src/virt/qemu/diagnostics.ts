@@ -8,7 +8,7 @@ import type { Diagnostics, DiskDiagnostics, LegacyDiagnostics } from '../driver.
 import { powerStateFromQemuStatus, powerStateName } from '../power-state.js';
 import type { GuestModel } from './model.js';
 import { tapCounters, type NicCounters } from './network.js';
-import { processCpuNs, processUptimeSeconds, rssKiB, threadCpuNs } from './proc.js';
+import { procUnits, sampleProcess, type ProcessSample, type ProcUnits } from './proc.js';
 
 export { parseInfoNetwork } from './network.js';
 
@@ -59,31 +59,30 @@ interface BlockStatsEntry {
   stats: Record<string, unknown>;
 }
 
-/** Monitor commands one collection sends: query-blockstats, and qom-get guest-stats when the guest reports any. */
+/**
+ * Monitor commands one collection sends: query-blockstats, and qom-get guest-stats when the guest reports
+ * any. They leave first; /proc and /sys are read while QEMU answers.
+ */
 export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor, pid: number | null): Promise<GuestStats> {
   const t0 = performance.now();
   let monitorSeconds = 0;
-  const [blockstats, guestStatsReply, cpus, nics, rss, uptime, cpuTimeNs] = await Promise.all([
+  const u = await procUnits();
+  const monitor = Promise.all([
     qmp.queryBlockstats(exec).then((r) => {
       monitorSeconds = (performance.now() - t0) / 1000;
       return r;
     }),
     model.balloonGuestStats(),
-    Promise.all(model.vcpus.map(async (c) => ({ id: c.index, timeNs: pid !== null ? await threadCpuNs(pid, c.threadId) : null }))),
-    Promise.all(
-      model.nics.map(async (n) => ({ name: n.name, mac: n.mac, hostDevice: n.hostDevice, counters: n.hostDevice ? await tapCounters(n.hostDevice) : null })),
-    ),
-    pid !== null ? rssKiB(pid) : null,
-    pid !== null ? processUptimeSeconds(pid) : null,
-    pid !== null ? processCpuNs(pid) : null,
   ]);
+  const [[blockstats, guestStatsReply], host] = await Promise.all([monitor, afterCommandsLeave(() => readHostCounters(model, pid, u))]);
+  const { proc, nics } = host;
   const total = guestStatsReply ? validStat(guestStatsReply.stats['stat-total-memory']) : null;
   const free = guestStatsReply ? validStat(guestStatsReply.stats['stat-free-memory']) : null;
   return {
     status: model.status,
     kvm: model.kvm,
-    cpuTimeNs,
-    cpus,
+    cpuTimeNs: proc?.cpuNs ?? null,
+    cpus: model.vcpus.map((c, i) => ({ id: c.index, timeNs: proc?.threadCpuNs[i] ?? null })),
     disks: diskStats(blockstats),
     nics,
     memory: {
@@ -91,10 +90,34 @@ export async function collectGuestStats(model: GuestModel, exec: qmp.QmpExecutor
       balloonActualBytes: model.memory.balloonActualBytes,
       guestStats: balloonGuestStats(guestStatsReply),
       usedBytes: total !== null && free !== null && guestStatsReply?.['last-update'] ? total - free : null,
-      rssKiB: rss,
+      rssKiB: proc?.rssKiB ?? null,
     },
-    uptime,
+    uptime: proc?.uptimeSeconds ?? null,
     monitorSeconds,
+  };
+}
+
+/**
+ * Runs `read` once the commands issued now are on the wire. The QMP connection writes them at the end of
+ * the tick (src/qmp/connection.ts), after the promise hops of the monitor registry; setImmediate runs after
+ * all of those and before the event loop next waits for I/O, so the reads overlap QEMU's work.
+ */
+function afterCommandsLeave<T>(read: () => T): Promise<T> {
+  return new Promise((resolve, reject) => {
+    setImmediate(() => {
+      try {
+        resolve(read());
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
+}
+
+function readHostCounters(model: GuestModel, pid: number | null, u: ProcUnits): { proc: ProcessSample | null; nics: NicStats[] } {
+  return {
+    proc: pid === null ? null : sampleProcess(pid, model.vcpus.map((c) => c.threadId), u),
+    nics: model.nics.map((n) => ({ name: n.name, mac: n.mac, hostDevice: n.hostDevice, counters: n.hostDevice ? tapCounters(n.hostDevice) : null })),
   };
 }
 

@@ -45,25 +45,28 @@ export interface ProcStat {
   utime: number;
   stime: number;
   starttime: number;
+  /** Resident pages (field 24): the same count as VmRSS in /proc/<pid>/status. */
+  rssPages: number;
 }
 
 export function parseProcStat(text: string): ProcStat | null {
   const close = text.lastIndexOf(')');
   if (close < 0) return null;
-  // After "pid (comm) " the fields start at field 3 (state); utime is field 14, stime 15, starttime 22.
+  // After "pid (comm) " the fields start at field 3 (state); utime is field 14, stime 15, starttime 22, rss 24.
   const f = text.slice(close + 2).trim().split(/\s+/);
   const state = f[0];
   const utime = Number(f[11]);
   const stime = Number(f[12]);
   const starttime = Number(f[19]);
-  if (!state || ![utime, stime, starttime].every(Number.isFinite)) return null;
-  return { state, utime, stime, starttime };
+  const rssPages = Number(f[21]);
+  if (!state || ![utime, stime, starttime, rssPages].every(Number.isFinite)) return null;
+  return { state, utime, stime, starttime, rssPages };
 }
 
 /**
- * A small kernel-generated file (/proc/<pid>/stat, status, /proc/uptime), read synchronously: the kernel
- * answers in microseconds without waiting on the process, while an asynchronous read costs four thread-pool
- * round trips (open, fstat, read, close), which under load put milliseconds on the diagnostics path.
+ * A small kernel-generated file (/proc/<pid>/stat, /proc/uptime), read synchronously: the kernel answers
+ * in microseconds without waiting on the process, while an asynchronous read costs four thread-pool round
+ * trips (open, fstat, read, close), which under load put milliseconds on the diagnostics path.
  */
 export function readKernelText(file: string): string | null {
   try {
@@ -73,46 +76,63 @@ export function readKernelText(file: string): string | null {
   }
 }
 
-async function readStat(file: string): Promise<ProcStat | null> {
+function readStat(file: string): ProcStat | null {
   const text = readKernelText(file);
   return text === null ? null : parseProcStat(text);
 }
 
 /** Is this pid a live (not zombie) process? */
 export async function isAlive(pid: number): Promise<boolean> {
-  const st = await readStat(`/proc/${pid}/stat`);
+  const st = readStat(`/proc/${pid}/stat`);
   return st !== null && st.state !== 'Z' && st.state !== 'X';
 }
 
-/** CPU time (user + system) of one thread of a process, in nanoseconds. */
-export async function threadCpuNs(pid: number, tid: number): Promise<number | null> {
-  const st = await readStat(`/proc/${pid}/task/${tid}/stat`);
-  if (!st) return null;
-  const hz = await clockTicksPerSecond();
-  return Math.round(((st.utime + st.stime) * 1e9) / hz);
+/** The units /proc counts in: USER_HZ ticks and the page size, asked of getconf once. */
+export interface ProcUnits {
+  ticksPerSecond: number;
+  pageBytes: number;
 }
 
-/** CPU time (user + system) of a whole process, all threads, in nanoseconds. */
-export async function processCpuNs(pid: number): Promise<number | null> {
-  const st = await readStat(`/proc/${pid}/stat`);
-  if (!st) return null;
-  return Math.round(((st.utime + st.stime) * 1e9) / (await clockTicksPerSecond()));
+let units: Promise<ProcUnits> | undefined;
+
+export function procUnits(): Promise<ProcUnits> {
+  units ??= Promise.all([
+    clockTicksPerSecond(),
+    new Promise<number>((resolve) => {
+      execFile('getconf', ['PAGESIZE'], { timeout: 2000 }, (err, stdout) => {
+        const n = Number(String(stdout).trim());
+        resolve(!err && Number.isInteger(n) && n > 0 ? n : 4096);
+      });
+    }),
+  ]).then(([ticksPerSecond, pageBytes]) => ({ ticksPerSecond, pageBytes }));
+  return units;
 }
 
-/** Whole seconds since the process started (from its starttime and /proc/uptime). */
-export async function processUptimeSeconds(pid: number): Promise<number | null> {
-  const st = await readStat(`/proc/${pid}/stat`);
-  if (!st) return null;
+/** What diagnostics read of a QEMU process, each null when unreadable. */
+export interface ProcessSample {
+  /** CPU time (user + system) of the whole process, all threads, nanoseconds. */
+  cpuNs: number | null;
+  /** Whole seconds since the process started. */
+  uptimeSeconds: number | null;
+  rssKiB: number | null;
+  /** CPU time of each thread asked for, nanoseconds, in the order given. */
+  threadCpuNs: Array<number | null>;
+}
+
+/**
+ * One synchronous sample of a process: /proc/<pid>/stat (CPU, start time, RSS), /proc/uptime, and one
+ * /proc/<pid>/task/<tid>/stat per thread asked for. No other file is read.
+ */
+export function sampleProcess(pid: number, tids: readonly number[], u: ProcUnits): ProcessSample {
+  const toNs = (st: ProcStat | null): number | null => (st ? Math.round(((st.utime + st.stime) * 1e9) / u.ticksPerSecond) : null);
+  const st = readStat(`/proc/${pid}/stat`);
   const sinceBoot = Number(readKernelText('/proc/uptime')?.split(/\s+/)[0]);
-  if (!Number.isFinite(sinceBoot)) return null;
-  const hz = await clockTicksPerSecond();
-  return Math.max(0, Math.floor(sinceBoot - st.starttime / hz));
-}
-
-/** Resident set size in KiB (VmRSS). */
-export async function rssKiB(pid: number): Promise<number | null> {
-  const m = /^VmRSS:\s+(\d+)\s+kB$/m.exec(readKernelText(`/proc/${pid}/status`) ?? '');
-  return m ? Number(m[1]) : null;
+  return {
+    cpuNs: toNs(st),
+    uptimeSeconds: st && Number.isFinite(sinceBoot) ? Math.max(0, Math.floor(sinceBoot - st.starttime / u.ticksPerSecond)) : null,
+    rssKiB: st ? Math.floor((st.rssPages * u.pageBytes) / 1024) : null,
+    threadCpuNs: tids.map((tid) => toNs(readStat(`/proc/${pid}/task/${tid}/stat`))),
+  };
 }
 
 /**

@@ -10,7 +10,7 @@ import { consoleLogFilesFromCmdline, readTail, serialEndpoint, vncEndpoint } fro
 import { diskStats, diskTarget, parseInfoNetwork, toDiagnostics, toLegacyDiagnostics, type GuestStats } from '../../../src/virt/qemu/diagnostics.js';
 import { eventTimestampMs, runStateAfter, transitionBetween, type MonitorEvent } from '../../../src/virt/qemu/events.js';
 import { loadRecord, relaunchArgv, saveRecord } from '../../../src/virt/qemu/launcher.js';
-import { cmdlineServesSocket, parseProcStat } from '../../../src/virt/qemu/proc.js';
+import { cmdlineServesSocket, parseProcStat, procUnits, sampleProcess } from '../../../src/virt/qemu/proc.js';
 
 describe('QMP events to run states', () => {
   const after = (status: string, ...events: MonitorEvent[]) => {
@@ -175,7 +175,24 @@ describe('consoles', () => {
 describe('/proc parsing', () => {
   it('parses stat with a comm that contains spaces and parentheses', () => {
     const stat = '1234 (qemu (x) y) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 987654 1000 200 ...';
-    expect(parseProcStat(stat)).toEqual({ state: 'S', utime: 250, stime: 50, starttime: 987654 });
+    expect(parseProcStat(stat)).toEqual({ state: 'S', utime: 250, stime: 50, starttime: 987654, rssPages: 200 });
+  });
+
+  it('samples a live process: CPU, uptime, RSS and a thread, as /proc and Node see them', async () => {
+    const u = await procUnits();
+    const s = sampleProcess(process.pid, [process.pid, 999_999_999], u);
+    const rss = process.memoryUsage().rss / 1024;
+    expect(s.rssKiB).toBeGreaterThan(rss * 0.8);
+    expect(s.rssKiB).toBeLessThan(rss * 1.2);
+    const cpu = process.cpuUsage();
+    expect(s.cpuNs).toBeGreaterThan(0);
+    expect(s.cpuNs).toBeLessThanOrEqual((cpu.user + cpu.system) * 1000 + 2e9 / u.ticksPerSecond);
+    expect(s.uptimeSeconds).toBeGreaterThanOrEqual(0);
+    expect(s.uptimeSeconds).toBeLessThanOrEqual(Math.ceil(process.uptime()) + 1);
+    // The main thread's tid is the pid; a thread that does not exist reads as unknown, not zero.
+    expect(s.threadCpuNs[0]).toBeGreaterThan(0);
+    expect(s.threadCpuNs[1]).toBeNull();
+    expect(sampleProcess(999_999_999, [], u)).toEqual({ cpuNs: null, uptimeSeconds: null, rssKiB: null, threadCpuNs: [] });
   });
 
   it('matches a command line to its monitor socket, absolute or relative', () => {
