@@ -244,6 +244,7 @@ async function main(): Promise<void> {
       rssAllConnectedKiB: rssConnected.rssKiB,
       rssEndKiB: rssEnd.rssKiB,
       hwmKiB: rssEnd.hwmKiB,
+      memoryEnv: Object.fromEntries(['MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : []))),
     },
     runs,
     compare,

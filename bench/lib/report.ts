@@ -131,6 +131,8 @@ export interface ServiceFigures {
   rssAllConnectedKiB: number;
   rssEndKiB: number;
   hwmKiB: number;
+  /** Memory-related environment the service ran with (it inherits the bench's), when any is set. */
+  memoryEnv: Record<string, string>;
 }
 
 function roundAll<T extends object>(o: T, digits = 3): T {
@@ -320,7 +322,7 @@ export function printTable(r: Report): void {
   out.push(`  cont → row RUNNING:  send→row ${f(l.contSendToRowP50)} (upper bound), reply→row ${f(l.contReplyToRowP50)}, event→row ≈ ${f(l.contEventToRowEstimate)}`);
   out.push(`  (event→row ≈ reply→row + AMQP floor/2; monitor_command query-status round trip ${f(l.monitorRpcRttP50)})`);
   const s = r.service;
-  out.push(`Service: RSS ${f(s.rssAfterStartKiB / 1024, 1)} MiB after start, ${f(s.rssAllConnectedKiB / 1024, 1)} MiB with ${s.qmpConnections ?? '?'} QMP connections, ${f(s.rssEndKiB / 1024, 1)} MiB at the end, peak ${f(s.hwmKiB / 1024, 1)} MiB; start-up ${f(s.startupSec, 1)} s`);
+  out.push(`Service: RSS ${f(s.rssAfterStartKiB / 1024, 1)} MiB after start, ${f(s.rssAllConnectedKiB / 1024, 1)} MiB with ${s.qmpConnections ?? '?'} QMP connections, ${f(s.rssEndKiB / 1024, 1)} MiB at the end, peak ${f(s.hwmKiB / 1024, 1)} MiB; start-up ${f(s.startupSec, 1)} s${Object.keys(s.memoryEnv).length ? `; ${Object.entries(s.memoryEnv).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''}`);
   if (r.compareNova) out.push('', ...comparisonLines(r.compareNova));
   if (r.profile) {
     out.push('', `Profile of novamon-compute (${r.profile.totalMs.toFixed(0)} ms sampled) by where the time goes:`);
