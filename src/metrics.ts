@@ -3,6 +3,9 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** How often the nodejs_eventloop_lag_* histogram samples the loop, ms. */
+export const LAG_SAMPLING_MS = 20;
+
 export class Metrics {
   readonly registry = new Registry();
   readonly rpcCalls: Counter<'method' | 'kind' | 'outcome'>;
@@ -17,7 +20,9 @@ export class Metrics {
 
   constructor(service: string) {
     this.registry.setDefaultLabels({ service });
-    collectDefaultMetrics({ register: this.registry });
+    // The event-loop lag histogram samples on a native timer: every 20 ms rather than prom-client's
+    // default 10 halves the wake-ups it costs an idle service; a scrape every 15 s loses nothing by it.
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: LAG_SAMPLING_MS });
     const registers = [this.registry];
     this.rpcCalls = new Counter({ name: 'novamon_rpc_messages_total', help: 'RPC messages handled, by method, kind and outcome', labelNames: ['method', 'kind', 'outcome'], registers });
     this.rpcLatency = new Histogram({

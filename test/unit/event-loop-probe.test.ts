@@ -26,4 +26,27 @@ describe('event loop probe', () => {
     expect(blocks[0]!['cpuMs']).toBeGreaterThanOrEqual(140);
     expect(probe.longest?.cpuMs).toBe(blocks[0]!['cpuMs']);
   });
+
+  it('ticks every tenth of its threshold, between 10 and 50 ms', () => {
+    const logger = pino({ level: 'silent' });
+    expect(new EventLoopProbe(logger, 100).intervalMs).toBe(10);
+    expect(new EventLoopProbe(logger, 200).intervalMs).toBe(20);
+    expect(new EventLoopProbe(logger, 5000).intervalMs).toBe(50);
+    expect(new EventLoopProbe(logger, 30).intervalMs).toBe(10);
+  });
+
+  it('with a coarser tick still reports a block past the threshold, within one tick', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+    const probe = new EventLoopProbe(logger, 400).start();
+    expect(probe.intervalMs).toBe(40);
+    await sleep(60);
+    const t0 = performance.now();
+    while (performance.now() - t0 < 500);
+    await sleep(100);
+    probe.stop();
+    const blocks = lines.filter((l) => l['msg'] === 'event loop blocked');
+    expect(blocks).toHaveLength(1);
+    expect(blocks[0]!['blockedMs']).toBeGreaterThanOrEqual(500 - 40);
+  });
 });
