@@ -74,6 +74,13 @@ interface Session {
   consumerTag: string | null;
   /** Exchanges asserted on this channel; publishing to a missing exchange would close the channel. */
   declared: Map<string, Promise<unknown>>;
+  /**
+   * Exchanges whose assertion has completed. Until then every publisher awaits the same assertion, so
+   * calls made in order while a channel opens are published in that order (the server keeps arrival order
+   * for one ordering key); skipping the wait when the assertion was merely started let a later call
+   * overtake an earlier one.
+   */
+  ready: Set<string>;
 }
 
 function hexId(): string {
@@ -112,7 +119,7 @@ export class RpcClient {
     const started = Date.now();
     const s = this.session?.alive ? this.session : await this.getSession(timeoutMs);
     const exchange = this.opts.exchange;
-    if (!s.declared.has(exchange)) await this.declareExchange(s, exchange, false, timeoutMs);
+    if (!s.ready.has(exchange)) await this.declareExchange(s, exchange, false, timeoutMs);
     const remaining = Math.max(1, timeoutMs - (Date.now() - started));
     const msgId = hexId();
     const body = encodeEnvelope({
@@ -156,7 +163,7 @@ export class RpcClient {
       ...contextToMessage(ctx),
     });
     const exchange = target.fanout ? fanoutExchangeName(target.topic) : this.opts.exchange;
-    if (!s.declared.has(exchange)) await this.declareExchange(s, exchange, target.fanout === true, this.opTimeoutMs);
+    if (!s.ready.has(exchange)) await this.declareExchange(s, exchange, target.fanout === true, this.opTimeoutMs);
     const confirmed = new Promise<void>((resolve, reject) => {
       s.ch.publish(exchange, target.fanout ? target.topic : routingKey(target), body, PUBLISH_PROPS, (err: unknown) =>
         err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve(),
@@ -197,6 +204,7 @@ export class RpcClient {
       p.catch(() => s.declared.delete(name));
     }
     await withTimeout(p, Math.min(timeoutMs, this.opTimeoutMs), `declaring exchange ${name}`);
+    s.ready.add(name);
   }
 
   private async getSession(timeoutMs: number): Promise<Session> {
@@ -218,7 +226,7 @@ export class RpcClient {
   private async doOpen(model: ChannelModel): Promise<Session> {
     const t = this.opTimeoutMs;
     const ch = await withTimeout(model.createConfirmChannel(), t, 'channel open');
-    const s: Session = { ch, alive: true, consumerTag: null, declared: new Map() };
+    const s: Session = { ch, alive: true, consumerTag: null, declared: new Map(), ready: new Set() };
     ch.on('error', (err: Error) => this.log.warn({ err: err.message }, 'RPC client channel error'));
     ch.on('close', () => {
       s.alive = false;
@@ -260,11 +268,20 @@ export class RpcClient {
     this.verifying = true;
     this.replyQueueDelivers(s.ch)
       .then((delivers) => {
-        if (delivers || !s.alive || this.session !== s) return;
-        this.renewReplyQueue('stopped delivering');
+        if (!s.alive || this.session !== s) return;
+        if (delivers) {
+          // Replies reach us, yet the call got none: the channel's requests may be what is stuck (after a
+          // cluster node was killed, a new channel's publishes to a quorum queue were seen to vanish while
+          // other channels' went through). Later calls get a fresh channel on the same reply queue.
+          this.log.warn('a call timed out while our reply queue delivers; opening a new channel');
+        } else {
+          this.renewReplyQueue('stopped delivering');
+        }
         this.session = null;
         s.alive = false;
         void s.ch.close().catch(() => undefined);
+        // Consume again at once: replies to calls still in flight wait in the reply queue for us.
+        this.getSession(this.opTimeoutMs).catch((err: unknown) => this.log.warn({ err: String(err) }, 'RPC client could not reopen its channel'));
       })
       .catch(() => undefined)
       .finally(() => {

@@ -1,5 +1,6 @@
 // Our RpcClient against our RpcServer on the real broker, plus hand-made bodies published raw with amqplib:
 // results, failures, dispatcher errors, ordering, dedupe, malformed input, reply properties, stop().
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InstanceNotFound } from '../../src/exception.js';
 import { silentLogger } from '../../src/logging.js';
@@ -152,6 +153,24 @@ describe('rpc: our client and our server on RabbitMQ', () => {
     const t0 = Date.now();
     await expect(client.call({ topic: uniqueName('nobody'), version: '6.0' }, ctx, 'echo', {}, { timeoutMs: 300 })).rejects.toBeInstanceOf(MessagingTimeout);
     expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it('after a call times out while its reply queue still delivers, takes a new channel; a call in flight is still answered', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    const c = new RpcClient({ connection: conn, exchange, timeoutMs: 10_000, logger });
+    try {
+      expect(await c.call(target, ctx, 'counted', { id: hex() })).toBe(1);
+      const inFlight = c.call(target, ctx, 'counted', { id: hex(), ms: 1500 });
+      await expect(c.call({ topic: uniqueName('nobody'), version: '6.0' }, ctx, 'echo', {}, { timeoutMs: 300 })).rejects.toBeInstanceOf(MessagingTimeout);
+      for (let i = 0; i < 100 && !lines.some((l) => l.includes('opening a new channel')); i++) await sleep(20);
+      expect(lines.some((l) => l.includes('opening a new channel'))).toBe(true);
+      // Answered on the new channel, with no other call to open it.
+      expect(await inFlight).toBe(1);
+      expect(await c.call(target, ctx, 'echo', { after: 'new channel' })).toMatchObject({ args: { after: 'new channel' } });
+    } finally {
+      await c.close();
+    }
   });
 
   it('runs same-key messages in order and different keys concurrently', async () => {

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createDatabase, type Database } from '../../src/db/knex.js';
 import { syncSchema } from '../../src/db/migrate.js';
+import { pino } from 'pino';
 import { silentLogger } from '../../src/logging.js';
 import { AmqpConnectionManager } from '../../src/rpc/amqp-connection.js';
 import { MessagingTimeout, RpcClient } from '../../src/rpc/client.js';
@@ -196,6 +197,8 @@ export function openTestDb(url: string): Promise<Database> {
 export class Caller {
   readonly conn: AmqpConnectionManager;
   readonly client: RpcClient;
+  /** The connection's and client's warnings (reconnects, reply queue renewals), for a failing test to print. */
+  readonly warnings: string[] = [];
 
   constructor(
     url: string,
@@ -205,8 +208,9 @@ export class Caller {
     /** The exchange's flags, as the service declares them (e.g. durable under rabbit_quorum_queue). */
     flags: { durableQueues?: boolean; quorumQueues?: boolean } = {},
   ) {
-    this.conn = new AmqpConnectionManager({ transportUrl: url, logger: silentLogger(), connectionName: uniqueName('resilience_caller'), retryIntervalMs: 200, retryBackoffMs: 200, intervalMaxMs: 1000, heartbeatSeconds: 10 });
-    this.client = new RpcClient({ connection: this.conn, exchange, timeoutMs, logger: silentLogger(), transientQueueTtlMs: 600_000, ...flags });
+    const logger = pino({ level: 'info' }, { write: (line: string) => void this.warnings.push(line.trimEnd()) });
+    this.conn = new AmqpConnectionManager({ transportUrl: url, logger, connectionName: uniqueName('resilience_caller'), retryIntervalMs: 200, retryBackoffMs: 200, intervalMaxMs: 1000, heartbeatSeconds: 10 });
+    this.client = new RpcClient({ connection: this.conn, exchange, timeoutMs, logger, transientQueueTtlMs: 600_000, ...flags });
   }
 
   call(method: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number; admin?: boolean; requestId?: string } = {}): Promise<unknown> {
