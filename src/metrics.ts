@@ -4,7 +4,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** How often the nodejs_eventloop_lag_* histogram samples the loop, ms. */
-export const LAG_SAMPLING_MS = 20;
+const LAG_SAMPLING_MS = 20;
 
 export class Metrics {
   readonly registry = new Registry();

@@ -1,7 +1,8 @@
 // The caller side of the wire (novamon-manage, the REST API, the benchmark): publishes calls and casts as oslo's
 // RPCClient does and matches replies by `_msg_id` on one `reply_<uuid hex>` queue per client. A remote failure
 // becomes RemoteError, a missing reply MessagingTimeout. The reply queue is re-declared after every reconnect
-// and proved to deliver (a probe to itself); one that does not is replaced by a new one.
+// and proved to deliver (a probe to itself); one that does not is replaced by a new one. After a call times
+// out the channel is replaced, and the reply queue too when the probe does not come back.
 
 import { randomUUID } from 'node:crypto';
 import { type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
@@ -95,7 +96,7 @@ export class RpcClient {
   /** Reply-queue probes waiting to come back, by id. */
   private readonly probes = new Map<string, () => void>();
   private sessionsOpened = 0;
-  private verifying = false;
+  private recovering = false;
   private session: Session | null = null;
   private opening: Promise<Session> | null = null;
   private closed = false;
@@ -137,7 +138,7 @@ export class RpcClient {
       const timer = setTimeout(() => {
         this.pending.delete(msgId);
         reject(new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId}`));
-        this.verifyReplyQueue();
+        this.recoverAfterTimeout();
       }, remaining);
       this.pending.set(msgId, { resolve, reject, timer, result: null });
       try {
@@ -259,13 +260,14 @@ export class RpcClient {
   }
 
   /**
-   * After a call timed out: does our reply queue still deliver? In a cluster it can vanish with its node
-   * after we re-declared it; then the session is dropped and later calls use a new queue.
+   * After a call timed out: the session is replaced, on the same reply queue when our probe still comes
+   * back through it, on a new one when it does not (in a cluster the queue can vanish with its node after
+   * we re-declared it). One recovery at a time.
    */
-  private verifyReplyQueue(): void {
+  private recoverAfterTimeout(): void {
     const s = this.session;
-    if (this.verifying || this.closed || !s?.alive) return;
-    this.verifying = true;
+    if (this.recovering || this.closed || !s?.alive) return;
+    this.recovering = true;
     this.replyQueueDelivers(s.ch)
       .then((delivers) => {
         if (!s.alive || this.session !== s) return;
@@ -285,7 +287,7 @@ export class RpcClient {
       })
       .catch(() => undefined)
       .finally(() => {
-        this.verifying = false;
+        this.recovering = false;
       });
   }
 

@@ -197,8 +197,8 @@ export function openTestDb(url: string): Promise<Database> {
 export class Caller {
   readonly conn: AmqpConnectionManager;
   readonly client: RpcClient;
-  /** The connection's and client's warnings (reconnects, reply queue renewals), for a failing test to print. */
-  readonly warnings: string[] = [];
+  /** The connection's and client's log lines (reconnects, channel and reply queue renewals), for a failing test to print. */
+  readonly logLines: string[] = [];
 
   constructor(
     url: string,
@@ -208,7 +208,7 @@ export class Caller {
     /** The exchange's flags, as the service declares them (e.g. durable under rabbit_quorum_queue). */
     flags: { durableQueues?: boolean; quorumQueues?: boolean } = {},
   ) {
-    const logger = pino({ level: 'info' }, { write: (line: string) => void this.warnings.push(line.trimEnd()) });
+    const logger = pino({ level: 'info' }, { write: (line: string) => void this.logLines.push(line.trimEnd()) });
     this.conn = new AmqpConnectionManager({ transportUrl: url, logger, connectionName: uniqueName('resilience_caller'), retryIntervalMs: 200, retryBackoffMs: 200, intervalMaxMs: 1000, heartbeatSeconds: 10 });
     this.client = new RpcClient({ connection: this.conn, exchange, timeoutMs, logger, transientQueueTtlMs: 600_000, ...flags });
   }

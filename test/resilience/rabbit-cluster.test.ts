@@ -133,7 +133,7 @@ describe.runIf(pgInfo && canRunPrivateRabbit())('resilience: a RabbitMQ cluster 
   it(`keeps serving at ${RATE} calls/s when the node it uses stops, then when another is killed`, async () => {
     onTestFailed(() => {
       console.log(compute.raw.filter((l) => !l.includes('"level":30,') || /AMQP|consuming|RPC server/.test(l)).slice(-60).join('\n'));
-      console.log(`caller:\n${caller.warnings.slice(-40).join('\n')}`);
+      console.log(`caller:\n${caller.logLines.slice(-40).join('\n')}`);
     });
     await caller.call('get_host_uptime', {}, { timeoutMs: 30_000 });
     const load = new PacedLoad(() => caller.call('get_host_uptime', {}, { timeoutMs: 5000 }), RATE).start();

@@ -7,17 +7,14 @@ import { readFileSync } from 'node:fs';
 import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 
-let clockTicks: Promise<number> | undefined;
-
-/** USER_HZ, the unit of utime/stime/starttime in /proc/<pid>/stat; asked of getconf once (normally 100). */
-export function clockTicksPerSecond(): Promise<number> {
-  clockTicks ??= new Promise((resolve) => {
-    execFile('getconf', ['CLK_TCK'], { timeout: 2000 }, (err, stdout) => {
+/** A positive integer system setting from getconf, or `fallback` when getconf cannot tell. */
+function getconf(name: string, fallback: number): Promise<number> {
+  return new Promise((resolve) => {
+    execFile('getconf', [name], { timeout: 2000 }, (err, stdout) => {
       const n = Number(String(stdout).trim());
-      resolve(!err && Number.isInteger(n) && n > 0 ? n : 100);
+      resolve(!err && Number.isInteger(n) && n > 0 ? n : fallback);
     });
   });
-  return clockTicks;
 }
 
 /** The argv of a process, or null when it is gone or unreadable. */
@@ -87,7 +84,7 @@ export async function isAlive(pid: number): Promise<boolean> {
   return st !== null && st.state !== 'Z' && st.state !== 'X';
 }
 
-/** The units /proc counts in: USER_HZ ticks and the page size, asked of getconf once. */
+/** The units /proc counts in: USER_HZ ticks (utime, stime, starttime) and the page size (rss), asked of getconf once. */
 export interface ProcUnits {
   ticksPerSecond: number;
   pageBytes: number;
@@ -96,15 +93,7 @@ export interface ProcUnits {
 let units: Promise<ProcUnits> | undefined;
 
 export function procUnits(): Promise<ProcUnits> {
-  units ??= Promise.all([
-    clockTicksPerSecond(),
-    new Promise<number>((resolve) => {
-      execFile('getconf', ['PAGESIZE'], { timeout: 2000 }, (err, stdout) => {
-        const n = Number(String(stdout).trim());
-        resolve(!err && Number.isInteger(n) && n > 0 ? n : 4096);
-      });
-    }),
-  ]).then(([ticksPerSecond, pageBytes]) => ({ ticksPerSecond, pageBytes }));
+  units ??= Promise.all([getconf('CLK_TCK', 100), getconf('PAGESIZE', 4096)]).then(([ticksPerSecond, pageBytes]) => ({ ticksPerSecond, pageBytes }));
   return units;
 }
 
