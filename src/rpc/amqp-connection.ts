@@ -6,6 +6,7 @@
 // failed host is followed at once by the next one, and the backoff applies only after a whole round failed.
 
 import { EventEmitter } from 'node:events';
+import type { Writable } from 'node:stream';
 import { connect, type ChannelModel, type Options } from 'amqplib';
 import { type Logger } from '../logging.js';
 
@@ -209,6 +210,7 @@ export class AmqpConnectionManager extends EventEmitter {
     this.attempt = 0;
     this.failedInRound = 0;
     this.model = model;
+    coalesceWrites((model as unknown as { connection: { stream: Writable } }).connection.stream);
     model.on('error', (err: Error) => this.log.warn({ err: err.message }, 'AMQP connection error'));
     model.on('blocked', (reason: string) => this.log.warn({ reason }, 'AMQP connection blocked by the broker'));
     model.on('unblocked', () => this.log.info('AMQP connection unblocked'));
@@ -250,4 +252,28 @@ export class AmqpConnectionManager extends EventEmitter {
     this.emit('closed');
     if (m) await withTimeout(m.close(), timeoutMs, 'closing the AMQP connection').catch((err: unknown) => this.log.warn({ err: String(err) }, 'AMQP close failed'));
   }
+}
+
+/**
+ * amqplib writes each frame to the socket as its muxer takes it: under load every reply, ack and call is
+ * a write(2) of its own and a TCP segment RabbitMQ reads on its own. Corking the socket from the first
+ * write of a turn to the end of that turn sends what the turn wrote in one writev(2). Nothing waits past
+ * the turn it was written in, and back-pressure is unchanged (write() still returns false past the
+ * high-water mark, and 'drain' follows the flush).
+ */
+export function coalesceWrites(socket: Writable): void {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    socket.uncork();
+  };
+  socket.write = ((...args: unknown[]): boolean => {
+    if (!corked && !socket.destroyed) {
+      corked = true;
+      socket.cork();
+      process.nextTick(uncork);
+    }
+    return write(...args);
+  }) as Writable['write'];
 }
