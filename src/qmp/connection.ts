@@ -10,6 +10,7 @@ import net from 'node:net';
 import { pino, type Logger } from 'pino';
 import { QmpConnectError, QmpDisconnectedError, QmpError, QmpTimeoutError } from './errors.js';
 import { DEFAULT_MAX_LINE_LENGTH, QmpLineSplitter, parseQmpLine, type QmpMessage } from './framing.js';
+import { coalesceWrites } from '../coalesce-writes.js';
 
 export interface QmpEvent {
   event: string;
@@ -182,6 +183,8 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
     this.socketPath = socketPath;
     this.greeting = greeting;
     this.#socket = socket;
+    // Commands issued in the same tick (a diagnostics call pipelines several) leave in one write.
+    coalesceWrites(socket);
     this.#log = log;
     this.#defaultTimeoutMs = opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     this.#livenessTimeoutMs = opts.livenessTimeoutMs ?? Math.min(this.#defaultTimeoutMs, DEFAULT_LIVENESS_TIMEOUT_MS);
@@ -245,24 +248,8 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
         pending.timer = setTimeout(this.#onTimeout, Math.min(timeoutMs, MAX_TIMER_MS), id);
       }
       this.#pending.set(id, pending);
-      this.#write(line);
+      this.#socket.write(line);
     });
-  }
-
-  #corked = false;
-  readonly #uncork = (): void => {
-    this.#corked = false;
-    this.#socket.uncork();
-  };
-
-  /** Commands issued in the same tick (a diagnostics call pipelines several) leave in one write. */
-  #write(line: string): void {
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(this.#uncork);
-    }
-    this.#socket.write(line);
   }
 
   /** Runs an HMP command line through `human-monitor-command`; resolves with its CRLF text output. */
@@ -307,7 +294,7 @@ export class QmpConnection extends EventEmitter<QmpConnectionEvents> {
       const timer = setTimeout(() => done(false), Math.min(Math.max(1, this.#livenessTimeoutMs), MAX_TIMER_MS));
       // No timer on the pending entry: its reply, however late, is what proves QEMU is back.
       this.#pending.set(id, { command: LIVENESS_COMMAND, timeoutMs: 0, resolve: () => done(true), reject: () => done(false), timer: undefined });
-      this.#write(JSON.stringify({ execute: LIVENESS_COMMAND, id }) + '\n');
+      this.#socket.write(JSON.stringify({ execute: LIVENESS_COMMAND, id }) + '\n');
     });
     return this.#liveness;
   }

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { Writable } from 'node:stream';
 import { connect, type ChannelModel, type Options } from 'amqplib';
 import { type Logger } from '../logging.js';
+import { coalesceWrites } from '../coalesce-writes.js';
 
 export class AmqpTimeoutError extends Error {
   override readonly name = 'AmqpTimeoutError';
@@ -210,6 +211,8 @@ export class AmqpConnectionManager extends EventEmitter {
     this.attempt = 0;
     this.failedInRound = 0;
     this.model = model;
+    // amqplib writes each frame as its muxer takes it: under load every reply, ack and call would be a
+    // write(2) of its own and a TCP segment RabbitMQ reads on its own.
     coalesceWrites((model as unknown as { connection: { stream: Writable } }).connection.stream);
     model.on('error', (err: Error) => this.log.warn({ err: err.message }, 'AMQP connection error'));
     model.on('blocked', (reason: string) => this.log.warn({ reason }, 'AMQP connection blocked by the broker'));
@@ -254,26 +257,3 @@ export class AmqpConnectionManager extends EventEmitter {
   }
 }
 
-/**
- * amqplib writes each frame to the socket as its muxer takes it: under load every reply, ack and call is
- * a write(2) of its own and a TCP segment RabbitMQ reads on its own. Corking the socket from the first
- * write of a turn to the end of that turn sends what the turn wrote in one writev(2). Nothing waits past
- * the turn it was written in, and back-pressure is unchanged (write() still returns false past the
- * high-water mark, and 'drain' follows the flush).
- */
-export function coalesceWrites(socket: Writable): void {
-  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    socket.uncork();
-  };
-  socket.write = ((...args: unknown[]): boolean => {
-    if (!corked && !socket.destroyed) {
-      corked = true;
-      socket.cork();
-      process.nextTick(uncork);
-    }
-    return write(...args);
-  }) as Writable['write'];
-}

@@ -1,10 +1,10 @@
-// The AMQP socket's writes are coalesced per event-loop turn: what one turn writes leaves in one writev,
+// Socket writes coalesced per event-loop turn (AMQP and QMP sockets): what one turn writes leaves in one writev,
 // in order, with back-pressure and 'drain' as a plain socket has them.
 import net from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { coalesceWrites } from '../../../src/rpc/amqp-connection.js';
+import { coalesceWrites } from '../../src/coalesce-writes.js';
 
 /** A sink that records each batch the stream hands down (one entry per write(2) a socket would make). */
 function recordingSink(highWaterMark = 16 * 1024): { sink: Writable; batches: string[][] } {
