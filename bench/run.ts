@@ -10,6 +10,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { killAllFixtureGuests } from '../test/fixtures/guest.js';
+import { shebangNodeFlags } from '../test/fixtures/launcher.js';
 import { RpcClient } from '../src/rpc/client.js';
 import { encodeEnvelope } from '../src/rpc/envelope.js';
 import { instancePrimitive } from '../src/rpc/objects/instance.js';
@@ -244,7 +245,10 @@ async function main(): Promise<void> {
       rssAllConnectedKiB: rssConnected.rssKiB,
       rssEndKiB: rssEnd.rssKiB,
       hwmKiB: rssEnd.hwmKiB,
-      memoryEnv: Object.fromEntries(['MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : []))),
+      memoryEnv: {
+        'node flags (launcher)': shebangNodeFlags(path.join(REPO_ROOT, 'bin', 'novamon-compute.js')).join(' ') || 'none',
+        ...Object.fromEntries(['MALLOC_ARENA_MAX', 'NODE_OPTIONS'].flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : []))),
+      },
     },
     runs,
     compare,

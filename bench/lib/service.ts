@@ -11,6 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { bounded } from './floors.js';
 import { freePort } from '../../test/fixtures/scratch.js';
+import { binArgs } from '../../test/fixtures/launcher.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 export const PG_ADMIN_URL = process.env['NOVAMON_BENCH_PG'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -124,7 +125,7 @@ export class ServiceProcess {
     const logFile = path.join(setup.tmpDir, 'novamon-compute.log');
     const out = createWriteStream(logFile);
     const nodeArgs = setup.profileDir ? ['--cpu-prof', '--cpu-prof-dir', setup.profileDir] : [];
-    const child = spawn(process.execPath, [...nodeArgs, path.join(REPO_ROOT, 'bin', 'novamon-compute.js'), '--config-file', setup.configFile], {
+    const child = spawn(process.execPath, [...nodeArgs, ...binArgs('novamon-compute.js'), '--config-file', setup.configFile], {
       cwd: REPO_ROOT,
       env: { ...process.env, NOVAMON_LOG_LEVEL: process.env['NOVAMON_BENCH_LOG_LEVEL'] ?? 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -15,6 +15,7 @@ import { silentLogger } from '../../src/logging.js';
 import { AmqpConnectionManager } from '../../src/rpc/amqp-connection.js';
 import { MessagingTimeout, RpcClient } from '../../src/rpc/client.js';
 import { instancePrimitive } from '../../src/rpc/objects/instance.js';
+import { binArgs } from '../fixtures/launcher.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
 export const resultsDir = path.join(repoRoot, 'bench/results');
@@ -114,7 +115,7 @@ export class ComputeProcess {
   }
 
   static async start(configFile: string, opts: { readyTimeoutMs?: number } = {}): Promise<ComputeProcess> {
-    const child = spawn(process.execPath, [path.join(repoRoot, 'bin/novamon-compute.js'), '--config-file', configFile], {
+    const child = spawn(process.execPath, [...binArgs('novamon-compute.js'), '--config-file', configFile], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
