@@ -65,14 +65,23 @@ export function pidsByComm(comm: string): number[] {
   return out;
 }
 
-/** Sum of utime + stime (seconds) over pids that still exist. */
+/** Last CPU seconds read per pid, so a process that exits between two samples does not go negative. */
+const lastCpuSec = new Map<number, number>();
+
+/**
+ * Sum of utime + stime (seconds) over `pids`. A pid that has exited counts with the last value read of
+ * it, so a window's difference stays >= 0 (e.g. a PostgreSQL backend that ends mid-window); it loses what
+ * that process spent after its last reading.
+ */
 export function cpuSecOf(pids: readonly number[]): number {
   let sum = 0;
   for (const pid of pids) {
     try {
-      sum += sampleProcess(pid).cpuSec;
+      const cpu = sampleProcess(pid).cpuSec;
+      lastCpuSec.set(pid, cpu);
+      sum += cpu;
     } catch {
-      /* exited */
+      sum += lastCpuSec.get(pid) ?? 0;
     }
   }
   return sum;
