@@ -7,7 +7,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Writable } from 'node:stream';
-import { connect, type ChannelModel, type Options } from 'amqplib';
+import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import { type Logger } from '../logging.js';
 import { coalesceWrites } from '../coalesce-writes.js';
 
@@ -23,6 +23,21 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
     timer.unref();
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A channel without and one with publisher confirms, opened together; when the second cannot be opened the
+ * first is closed again. The server consumes on the plain one and replies on the confirm one; the client
+ * publishes calls on the plain one and consumes its replies, casts and probes on the confirm one.
+ */
+export async function openChannelPair(model: ChannelModel, timeoutMs: number): Promise<{ plain: Channel; confirm: ConfirmChannel }> {
+  const plain = await withTimeout(model.createChannel(), timeoutMs, 'channel open');
+  try {
+    return { plain, confirm: await withTimeout(model.createConfirmChannel(), timeoutMs, 'channel open') };
+  } catch (err) {
+    await plain.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 export interface AmqpConnectionOptions {

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { type Logger } from '../logging.js';
-import { type AmqpConnectionManager, withTimeout } from './amqp-connection.js';
+import { type AmqpConnectionManager, openChannelPair, withTimeout } from './amqp-connection.js';
 import { contextToMessage, type RequestContext } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { parseFailure } from './failure.js';
@@ -234,14 +234,7 @@ export class RpcClient {
 
   private async doOpen(model: ChannelModel): Promise<Session> {
     const t = this.opTimeoutMs;
-    const ch = await withTimeout(model.createConfirmChannel(), t, 'channel open');
-    let callCh: Channel;
-    try {
-      callCh = await withTimeout(model.createChannel(), t, 'channel open');
-    } catch (err) {
-      await ch.close().catch(() => undefined);
-      throw err;
-    }
+    const { confirm: ch, plain: callCh } = await openChannelPair(model, t);
     const s: Session = { ch, callCh, alive: true, consumerTag: null, declared: new Map(), ready: new Set() };
     for (const c of [ch, callCh]) {
       c.on('error', (err: Error) => this.log.warn({ err: err.message }, 'RPC client channel error'));

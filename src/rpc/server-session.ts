@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from 'amqplib';
 import { type Logger } from '../logging.js';
-import { withTimeout } from './amqp-connection.js';
+import { openChannelPair, withTimeout } from './amqp-connection.js';
 import { encodeEnvelopeText, pyJsonDumps, pyJsonString } from './envelope.js';
 import { type ReplyTarget } from './message.js';
 import { declareServerTopology, type ServerTopology } from './topology.js';
@@ -59,14 +59,7 @@ export interface SessionSetup {
 /** Opens both channels, declares the topology and consumes the topic, server and fanout queues. */
 export async function openSession(model: ChannelModel, o: SessionSetup): Promise<Session> {
   const t = o.opTimeoutMs;
-  const consumeCh = await withTimeout(model.createChannel(), t, 'channel open');
-  let replyCh: ConfirmChannel;
-  try {
-    replyCh = await withTimeout(model.createConfirmChannel(), t, 'channel open');
-  } catch (err) {
-    await consumeCh.close().catch(() => undefined);
-    throw err;
-  }
+  const { plain: consumeCh, confirm: replyCh } = await openChannelPair(model, t);
   const s: Session = { consumeCh, replyCh, consumerTags: [], alive: true };
   for (const ch of [consumeCh, replyCh]) {
     ch.on('error', (err: Error) => o.log.warn({ err: err.message }, 'RPC server channel error'));
