@@ -121,13 +121,16 @@ export class ServiceProcess {
     readonly logFile: string,
   ) {}
 
-  static start(setup: ServiceSetup): ServiceProcess {
+  /** `variant`: node flags after the launcher's (the last of a flag wins) and environment, for `npm run bench:ab`. */
+  static start(setup: ServiceSetup, variant: { nodeArgs?: string[]; env?: Record<string, string> } = {}): ServiceProcess {
     const logFile = path.join(setup.tmpDir, 'novamon-compute.log');
     const out = createWriteStream(logFile);
     const nodeArgs = setup.profileDir ? ['--cpu-prof', '--cpu-prof-dir', setup.profileDir] : [];
-    const child = spawn(process.execPath, [...nodeArgs, ...binArgs('novamon-compute.js'), '--config-file', setup.configFile], {
+    const launcher = binArgs('novamon-compute.js');
+    const script = launcher.pop() as string;
+    const child = spawn(process.execPath, [...nodeArgs, ...launcher, ...(variant.nodeArgs ?? []), script, '--config-file', setup.configFile], {
       cwd: REPO_ROOT,
-      env: { ...process.env, NOVAMON_LOG_LEVEL: process.env['NOVAMON_BENCH_LOG_LEVEL'] ?? 'warn' },
+      env: { ...process.env, NOVAMON_LOG_LEVEL: process.env['NOVAMON_BENCH_LOG_LEVEL'] ?? 'warn', ...variant.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout?.pipe(out);

@@ -1,0 +1,148 @@
+// `npm run bench:ab`: an A/B of novamon-compute variants over the same guests. Starts the guests once, then
+// for every round starts the service once per variant (a fresh database each time), loads each method at
+// one concurrency, and prints per variant the median over rounds of calls/s and of the CPU seconds per
+// 1,000 calls spent by the service, RabbitMQ, PostgreSQL, the load generator and the whole machine.
+// Rounds interleave the variants, so a machine that slows down for a while hurts them alike; CPU per call
+// is steadier than calls/s on a shared machine. This is how the launcher's young-generation cap and the
+// AMQP write coalescing were judged (docs/bench.md).
+//
+//   npm run bench:ab -- [--guests 16] [--rounds 3] [--in-flight 32] [--window-ms 4000] [--warmup-ms 1500]
+//                       [--methods a,b] VARIANT...
+//   VARIANT: base | node:--flag[,--flag...] (node flags after the launcher's) | env:NAME=VALUE (service env)
+
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { killAllFixtureGuests } from '../test/fixtures/guest.js';
+import { BENCH_METHODS, ComputeCaller, type BenchMethod } from './lib/compute-rpc.js';
+import { startGuests, stopGuests, waitBooted } from './lib/guests.js';
+import { runClosedLoop } from './lib/load.js';
+import { componentPids, sampleComponents, type CpuComponents } from './lib/proc.js';
+import { progress } from './lib/progress.js';
+import { dropDatabase, prepareService, ServiceProcess, TRANSPORT_URL } from './lib/service.js';
+import { median } from './lib/stats.js';
+
+interface Variant {
+  name: string;
+  nodeArgs: string[];
+  env: Record<string, string>;
+}
+
+export function parseVariant(spec: string): Variant {
+  if (spec === 'base') return { name: spec, nodeArgs: [], env: {} };
+  if (spec.startsWith('node:')) {
+    const flags = spec.slice(5).split(',').filter(Boolean);
+    if (flags.length === 0 || !flags.every((f) => /^--[a-z0-9-]+(=\S+)?$/.test(f))) throw new Error(`bad node flags in ${spec}`);
+    return { name: spec, nodeArgs: flags, env: {} };
+  }
+  const m = /^env:([A-Z_][A-Z0-9_]*)=(.*)$/.exec(spec);
+  if (m?.[1] !== undefined && m[2] !== undefined) return { name: spec, nodeArgs: [], env: { [m[1]]: m[2] } };
+  throw new Error(`unknown variant ${spec}: base, node:--flag[,--flag] or env:NAME=VALUE`);
+}
+
+const COMPONENTS = ['service', 'rabbitmq', 'postgres', 'bench', 'machine'] as const;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      guests: { type: 'string', default: '16' },
+      rounds: { type: 'string', default: '3' },
+      'in-flight': { type: 'string', default: '32' },
+      'window-ms': { type: 'string', default: '4000' },
+      'warmup-ms': { type: 'string', default: '1500' },
+      methods: { type: 'string', default: BENCH_METHODS.join(',') },
+    },
+  });
+  const int = (v: string, what: string, lo: number, hi: number): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new Error(`--${what} must be an integer in ${lo}..${hi}`);
+    return n;
+  };
+  const guestsN = int(values.guests, 'guests', 1, 100);
+  const rounds = int(values.rounds, 'rounds', 1, 20);
+  const inFlight = int(values['in-flight'], 'in-flight', 1, 256);
+  const windowMs = int(values['window-ms'], 'window-ms', 200, 60_000);
+  const warmupMs = int(values['warmup-ms'], 'warmup-ms', 0, 60_000);
+  const methods = values.methods.split(',').map((m) => {
+    if (!(BENCH_METHODS as readonly string[]).includes(m)) throw new Error(`unknown method ${m}`);
+    return m as BenchMethod;
+  });
+  const variants = (positionals.length > 0 ? positionals : ['base']).map(parseVariant);
+
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'novamon-ab-'));
+  const instancesPath = path.join(tmp, 'instances');
+  await mkdir(instancesPath);
+  const guests = await startGuests(instancesPath, guestsN, 8);
+  // figures[variant][method][component or 'calls/s'] = one value per round
+  const figures = new Map<string, Map<string, Map<string, number[]>>>();
+  const push = (v: string, m: string, k: string, x: number): void => {
+    const byMethod = figures.get(v) ?? new Map<string, Map<string, number[]>>();
+    figures.set(v, byMethod);
+    const byKey = byMethod.get(m) ?? new Map<string, number[]>();
+    byMethod.set(m, byKey);
+    byKey.set(k, [...(byKey.get(k) ?? []), x]);
+  };
+  try {
+    await waitBooted(guests, 300_000);
+    for (let round = 1; round <= rounds; round++) {
+      for (const v of variants) {
+        const setup = await prepareService(tmp, instancesPath, null);
+        const service = ServiceProcess.start(setup, v);
+        const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
+        try {
+          for (let ready = false; !ready; ) {
+            if (service.exited) throw new Error(`novamon-compute (${v.name}) exited:\n${service.logTail()}`);
+            ready = await caller.hostUptime(2000).then(() => true, () => false);
+          }
+          const pids = componentPids(service.pid, guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
+          for (const method of methods) {
+            let before: CpuComponents | null = null;
+            let after: CpuComponents | null = null;
+            const r = await runClosedLoop({
+              concurrency: inFlight,
+              warmupMs,
+              durationMs: windowMs,
+              call: (seq) => caller.call(method, guests[seq % guests.length] as (typeof guests)[number]),
+              onMeasureStart: () => void (before = sampleComponents(pids)),
+              onMeasureEnd: () => void (after = sampleComponents(pids)),
+            });
+            const b = before as CpuComponents | null;
+            const a = after as CpuComponents | null;
+            push(v.name, method, 'calls/s', r.callsPerSec);
+            for (const k of COMPONENTS) if (a && b && r.calls > 0) push(v.name, method, k, ((a[k] - b[k]) / r.calls) * 1000);
+            progress(`round ${round} ${v.name} ${method} @${inFlight}: ${r.callsPerSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(2)} ms${r.errors ? ` errors ${r.errors}` : ''}`);
+          }
+        } finally {
+          await caller.close();
+          await service.stop();
+          await dropDatabase(setup.databaseName);
+        }
+      }
+    }
+  } finally {
+    await stopGuests(guests);
+    await killAllFixtureGuests().catch(() => undefined);
+    await rm(tmp, { recursive: true, force: true });
+  }
+
+  const out: string[] = [`A/B: ${guestsN} guests, ${rounds} rounds, ${inFlight} in flight, ${windowMs} ms windows; medians over rounds [each round]`];
+  for (const [v, byMethod] of figures) {
+    out.push(v);
+    for (const [m, byKey] of byMethod) {
+      const cell = (k: string, digits: number): string => {
+        const xs = byKey.get(k) ?? [];
+        return `${median(xs).toFixed(digits)} [${xs.map((x) => x.toFixed(digits)).join(' ')}]`;
+      };
+      out.push(`  ${m}: ${cell('calls/s', 0)} calls/s`);
+      out.push(`    CPU s per 1,000 calls: ${COMPONENTS.map((k) => `${k} ${cell(k, 3)}`).join('  ')}`);
+    }
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});
