@@ -106,7 +106,8 @@ export class PgInsertFloor {
   private constructor(private readonly pool: pg.Pool, private readonly table: string) {}
 
   static async open(connectionString: string, poolSize: number): Promise<PgInsertFloor> {
-    const pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 10_000, statement_timeout: 10_000 });
+    // Committed asynchronously, as novamon commits its console tokens (src/db/console-auth-token-repository.ts).
+    const pool = new pg.Pool({ connectionString, max: poolSize, connectionTimeoutMillis: 10_000, statement_timeout: 10_000, options: '-c synchronous_commit=off' });
     const table = 'bench_floor_console_auth_tokens';
     await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (LIKE console_auth_tokens INCLUDING ALL)`);
     // Warm every pooled connection so the first measured inserts do not pay for the connect.

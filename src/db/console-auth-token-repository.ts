@@ -71,9 +71,18 @@ export function consoleTokenFromRow(row: DbRow): ConsoleAuthTokenRow {
 const TABLE = 'console_auth_tokens';
 
 const TOKEN_COLUMNS = ['token_hash', 'console_type', 'host', 'port', 'internal_access_path', 'instance_uuid', 'access_url_base', 'expires'] as const;
+/**
+ * One INSERT for a batch of tokens, committed asynchronously: set_config(..., true) turns synchronous_commit
+ * off for this statement's own transaction, so the commit does not wait for the WAL flush (one round trip,
+ * no BEGIN/SET LOCAL/COMMIT). The rows are visible to every other session, the console proxy's included,
+ * as soon as the INSERT returns; what a PostgreSQL crash can lose is the last fraction of a second of tokens
+ * (up to 3 x wal_writer_delay), and a lost token only means asking for the console URL again. Tokens are
+ * short-lived by design; nothing else is written this way.
+ */
 const INSERT_TOKENS =
+  "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) " +
   `INSERT INTO ${TABLE} (${TOKEN_COLUMNS.join(', ')}) ` +
-  'SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[], $5::varchar[], $6::varchar[], $7::varchar[], $8::bigint[])';
+  'SELECT t.* FROM async, unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::integer[], $5::varchar[], $6::varchar[], $7::varchar[], $8::bigint[]) AS t';
 
 /** Throws for a token the table must not hold (empty, or a ttl that is not a positive integer). */
 export function checkTokenInput(input: ConsoleAuthTokenInput): void {
@@ -112,7 +121,7 @@ export class KnexConsoleAuthTokenRepository implements ConsoleAuthTokenRepositor
     const now = opts.now ?? new Date();
     const rows = inputs.map((i) => tokenRow(i, now));
     const columns = TOKEN_COLUMNS.map((c) => rows.map((r) => r[c] ?? null));
-    if (await this.db.runPrepared('novamon_console_tokens_insert', INSERT_TOKENS, columns)) return;
+    if (await this.db.runPrepared('novamon_console_tokens_insert_async', INSERT_TOKENS, columns)) return;
     await this.db.knex(TABLE).insert(rows);
   }
 

@@ -213,6 +213,18 @@ describe.each(['postgresql', 'pglite'] as const)('repositories on %s', (kind) =>
       await expect(repo.createMany([{ token: randomUUID(), consoleType: 'novnc', host: 'h', port: 1, instanceUuid, ttlSeconds: 600 }, { token: '', consoleType: 'novnc', host: 'h', port: 2, instanceUuid, ttlSeconds: 600 }])).rejects.toThrow(/must not be empty/);
       expect(await repo.deleteForInstance(instanceUuid)).toBe(3);
     });
+
+    it.runIf(kind === 'postgresql')('commits token batches asynchronously without leaving the setting on the pooled connections', async () => {
+      const repo = new KnexConsoleAuthTokenRepository(t.db);
+      const instanceUuid = randomUUID();
+      for (let i = 0; i < 5; i++) await repo.createMany([{ token: randomUUID(), consoleType: 'novnc', host: 'h', port: 5900 + i, instanceUuid, ttlSeconds: 600 }]);
+      // The tokens' own transactions ran with synchronous_commit off; every other statement keeps the default.
+      for (let i = 0; i < 5; i++) {
+        const shown = (await t.db.knex.raw('SHOW synchronous_commit')) as { rows: { synchronous_commit: string }[] };
+        expect(shown.rows[0]?.synchronous_commit).toBe('on');
+      }
+      expect(await repo.deleteForInstance(instanceUuid)).toBe(5);
+    });
   });
 
   describe('DiagnosticsRepository', () => {
