@@ -271,4 +271,3 @@ export class AmqpConnectionManager extends EventEmitter {
     if (m) await withTimeout(m.close(), timeoutMs, 'closing the AMQP connection').catch((err: unknown) => this.log.warn({ err: String(err) }, 'AMQP close failed'));
   }
 }
-
