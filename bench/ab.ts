@@ -3,8 +3,8 @@
 // one concurrency, and prints per variant the median over rounds of calls/s and of the CPU seconds per
 // 1,000 calls spent by the service, RabbitMQ, PostgreSQL, the load generator and the whole machine.
 // Rounds interleave the variants, so a machine that slows down for a while hurts them alike; CPU per call
-// is steadier than calls/s on a shared machine. This is how the launcher's young-generation cap and the
-// AMQP write coalescing were judged (docs/bench.md).
+// is steadier than calls/s on a shared machine. The launcher's young-generation cap, the AMQP write
+// coalescing and the unconfirmed calls were judged with the scratch harness this grew from (docs/bench.md).
 //
 //   npm run bench:ab -- [--guests 16] [--rounds 3] [--in-flight 32] [--window-ms 4000] [--warmup-ms 1500]
 //                       [--methods a,b] VARIANT...
