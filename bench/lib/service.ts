@@ -11,7 +11,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { bounded } from './floors.js';
 import { freePort } from '../../test/fixtures/scratch.js';
-import { binArgs } from '../../test/fixtures/launcher.js';
+import { shebangNodeFlags } from '../../test/fixtures/launcher.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 export const PG_ADMIN_URL = process.env['NOVAMON_BENCH_PG'] ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -126,9 +126,8 @@ export class ServiceProcess {
     const logFile = path.join(setup.tmpDir, 'novamon-compute.log');
     const out = createWriteStream(logFile);
     const nodeArgs = setup.profileDir ? ['--cpu-prof', '--cpu-prof-dir', setup.profileDir] : [];
-    const launcher = binArgs('novamon-compute.js');
-    const script = launcher.pop() as string;
-    const child = spawn(process.execPath, [...nodeArgs, ...launcher, ...(variant.nodeArgs ?? []), script, '--config-file', setup.configFile], {
+    const script = path.join(REPO_ROOT, 'bin', 'novamon-compute.js');
+    const child = spawn(process.execPath, [...nodeArgs, ...shebangNodeFlags(script), ...(variant.nodeArgs ?? []), script, '--config-file', setup.configFile], {
       cwd: REPO_ROOT,
       env: { ...process.env, NOVAMON_LOG_LEVEL: process.env['NOVAMON_BENCH_LOG_LEVEL'] ?? 'warn', ...variant.env },
       stdio: ['ignore', 'pipe', 'pipe'],
