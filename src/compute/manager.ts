@@ -128,7 +128,7 @@ export class ComputeManager {
    * already off also accepts an instance whose task_state was never set (Nova's expected [powering-off, None]).
    */
   async stopInstance(ctx: RequestContext, instance: ResolvedInstance, cleanShutdown: boolean): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'stop', 'stop_instance', async () => {
+    await this.recorder.withEvent(ctx, instance, 'stop', 'stop_instance', async (event) => {
       const before = await this.currentPowerState(instance);
       const expected: Array<string | null> = [TaskState.POWERING_OFF];
       if (OFF_STATES.has(before)) expected.push(null);
@@ -136,40 +136,40 @@ export class ComputeManager {
       const timeout = cleanShutdown ? this.settings.shutdownTimeout : 0;
       await this.driver.powerOff(instance, { timeout, retryInterval: this.settings.shutdownRetryInterval });
       const powerState = await this.currentPowerState(instance);
-      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.STOPPED, taskState: null }, expected);
+      await event.saveLast({ powerState, vmState: VmState.STOPPED, taskState: null }, expected);
       this.notifier.instanceAction(ctx, instance, 'power_off', 'end');
     });
   }
 
   /** Nova: start_instance. */
   async startInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'start', 'start_instance', async () => {
+    await this.recorder.withEvent(ctx, instance, 'start', 'start_instance', async (event) => {
       this.notifier.instanceAction(ctx, instance, 'power_on', 'start');
       await this.driver.powerOn(instance);
       const powerState = await this.currentPowerState(instance);
-      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.ACTIVE, taskState: null }, TaskState.POWERING_ON);
+      await event.saveLast({ powerState, vmState: VmState.ACTIVE, taskState: null }, TaskState.POWERING_ON);
       this.notifier.instanceAction(ctx, instance, 'power_on', 'end');
     });
   }
 
   /** Nova: pause_instance. */
   async pauseInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'pause', 'pause_instance', async () => {
+    await this.recorder.withEvent(ctx, instance, 'pause', 'pause_instance', async (event) => {
       this.notifier.instanceAction(ctx, instance, 'pause', 'start');
       await this.driver.pause(instance);
       const powerState = await this.currentPowerState(instance);
-      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.PAUSED, taskState: null }, TaskState.PAUSING);
+      await event.saveLast({ powerState, vmState: VmState.PAUSED, taskState: null }, TaskState.PAUSING);
       this.notifier.instanceAction(ctx, instance, 'pause', 'end');
     });
   }
 
   /** Nova: unpause_instance. */
   async unpauseInstance(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
-    await this.recorder.withEvent(ctx, instance, 'unpause', 'unpause_instance', async () => {
+    await this.recorder.withEvent(ctx, instance, 'unpause', 'unpause_instance', async (event) => {
       this.notifier.instanceAction(ctx, instance, 'unpause', 'start');
       await this.driver.unpause(instance);
       const powerState = await this.currentPowerState(instance);
-      await this.recorder.save(ctx, instance, { powerState, vmState: VmState.ACTIVE, taskState: null }, TaskState.UNPAUSING);
+      await event.saveLast({ powerState, vmState: VmState.ACTIVE, taskState: null }, TaskState.UNPAUSING);
       this.notifier.instanceAction(ctx, instance, 'unpause', 'end');
     });
   }
@@ -181,7 +181,7 @@ export class ComputeManager {
    */
   async rebootInstance(ctx: RequestContext, instance: ResolvedInstance, rebootType: RebootType): Promise<void> {
     const hard = rebootType === 'HARD';
-    await this.recorder.withEvent(ctx, instance, 'reboot', 'reboot_instance', async () => {
+    await this.recorder.withEvent(ctx, instance, 'reboot', 'reboot_instance', async (event) => {
       const vmState = this.stores.instances.details(instance.uuid)?.['vm_state'] === VmState.RESCUED ? VmState.RESCUED : VmState.ACTIVE;
       this.notifier.instanceAction(ctx, instance, 'reboot', 'start');
       const pending = hard ? TaskState.REBOOT_PENDING_HARD : TaskState.REBOOT_PENDING;
@@ -204,7 +204,7 @@ export class ComputeManager {
         this.notifier.instanceAction(ctx, instance, 'reboot', 'error', err);
       }
       powerState ??= await this.currentPowerState(instance);
-      await this.recorder.save(ctx, instance, { powerState, vmState, taskState: null });
+      await event.saveLast({ powerState, vmState, taskState: null });
       this.notifier.instanceAction(ctx, instance, 'reboot', 'end');
     });
   }

@@ -30,6 +30,15 @@ export interface AuditedCommand {
   refusal: Error | null;
 }
 
+/** What a power operation under withEvent can do with its event. */
+export interface EventScope {
+  /**
+   * The operation's last instance save: with the event's Success in one write where the store can
+   * (ActionStore.saveAndFinishEvent), else a plain save and the event finishes when the operation returns.
+   */
+  saveLast(update: InstanceStatesUpdate, expectedTaskState?: ExpectedTaskState): Promise<void>;
+}
+
 @injectable()
 export class InstanceRecorder {
   private readonly log: Logger;
@@ -92,7 +101,8 @@ export class InstanceRecorder {
   /**
    * Nova's wrap_exception > reverts_task_state > wrap_instance_event > wrap_instance_fault around a
    * power operation `method` (event `compute_<method>`; `action` names the action the standalone
-   * database creates when no API did). The operation saves its own states (see save()). On error:
+   * database creates when no API did). The operation saves its own states (see save()), the last of
+   * them through `event.saveLast`. On error:
    * a fault, the event finished as Error with the traceback, task_state reset to None unless another
    * task pre-empted this one (UnexpectedTaskStateError), and an exception notification.
    */
@@ -101,23 +111,34 @@ export class InstanceRecorder {
     instance: ResolvedInstance,
     action: string,
     method: string,
-    fn: () => Promise<T>,
+    fn: (event: EventScope) => Promise<T>,
     opts: { revertsTaskState?: boolean } = {},
   ): Promise<T> {
     const event = `compute_${method}`;
     const requestId = ctx.requestId;
     try {
-      const handle = await this.stores.actions.eventStart(ctx, { instanceUuid: instance.uuid, action, event, host: this.settings.host });
+      const actions = this.stores.actions;
+      const handle = await actions.eventStart(ctx, { instanceUuid: instance.uuid, action, event, host: this.settings.host });
+      let finished = false;
+      const scope: EventScope = {
+        saveLast: async (update, expectedTaskState) => {
+          if (!actions.saveAndFinishEvent) return this.save(ctx, instance, update, expectedTaskState);
+          await actions.saveAndFinishEvent(ctx, handle, { uuid: instance.uuid, update, ...(expectedTaskState === undefined ? {} : { expectedTaskState }) });
+          finished = true;
+        },
+      };
       let result: T;
       try {
-        result = await this.withFault(ctx, instance, fn);
+        result = await this.withFault(ctx, instance, () => fn(scope));
       } catch (err) {
-        await this.finishEvent(ctx, instance, () =>
-          this.stores.actions.eventFinish(ctx, handle, { result: 'Error', details: faultMessage(err), traceback: traceback(err) }),
-        );
+        if (!finished) {
+          await this.finishEvent(ctx, instance, () =>
+            actions.eventFinish(ctx, handle, { result: 'Error', details: faultMessage(err), traceback: traceback(err) }),
+          );
+        }
         throw err;
       }
-      await this.finishEvent(ctx, instance, () => this.stores.actions.eventFinish(ctx, handle, { result: 'Success', details: null, traceback: null }));
+      if (!finished) await this.finishEvent(ctx, instance, () => actions.eventFinish(ctx, handle, { result: 'Success', details: null, traceback: null }));
       this.log.info({ instance_uuid: instance.uuid, request_id: requestId, event }, `${action} done`);
       return result;
     } catch (err) {

@@ -131,6 +131,13 @@ export interface ActionStore {
     handle: ActionEventHandle,
     outcome: { result: 'Success' | 'Error'; details: string | null; traceback: string | null },
   ): Promise<void>;
+  /**
+   * The operation's last instance save (Nova's instance.save; `expectedTaskState` as in SaveOptions)
+   * and its event's Success, written together where the store can: novamon's database commits both in
+   * one statement, so no reader sees the new states under an open event. Stores without it save, then
+   * finish (nova-compute's order: the save inside the method, the finish as wrap_instance_event exits).
+   */
+  saveAndFinishEvent?(ctx: RequestContext, handle: ActionEventHandle, save: { uuid: string; update: InstanceStatesUpdate; expectedTaskState?: ExpectedTaskState }): Promise<void>;
   /** Nova's InstanceAction.action_start, for actions the compute host starts itself. */
   actionStart(ctx: RequestContext, a: { instanceUuid: string; action: string }): Promise<void>;
 }

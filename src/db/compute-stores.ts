@@ -128,6 +128,7 @@ export class DatabaseActionStore implements ActionStore {
   constructor(
     private readonly repo: KnexInstanceActionRepository,
     private readonly writes: DurableWrites,
+    private readonly instances: { repo: KnexInstanceRepository; store: DatabaseInstanceStore; cache: InstanceCache },
   ) {}
 
   /**
@@ -158,6 +159,28 @@ export class DatabaseActionStore implements ActionStore {
       () => this.repo.finishEvent(w.resolveId(eventId), result, traceback, details),
       () => undefined,
     );
+  }
+
+  /**
+   * One statement while the database answers (the save and the finish commit together); the two spooled
+   * writes, in that order, when it does not or earlier writes still wait. expected_task_state is not
+   * checked, as in DatabaseInstanceStore.updateStates.
+   */
+  async saveAndFinishEvent(ctx: RequestContext, handle: ActionEventHandle, save: Parameters<NonNullable<ActionStore['saveAndFinishEvent']>>[2]): Promise<void> {
+    const w = this.writes;
+    const { progress: _progress, ...states } = save.update;
+    const eventId = handle.eventId ?? 0;
+    this.instances.cache.patch(save.uuid, states);
+    const both = await w.direct(
+      async () => {
+        await this.repo.finishEvent(w.resolveId(eventId), 'Success', null, null, this.instances.repo.statesUpdate(save.uuid, states));
+        return true;
+      },
+      [handle.actionId ?? 0, eventId],
+    );
+    if (both.value) return;
+    await this.instances.store.updateStates(save.uuid, save.update);
+    await this.eventFinish(ctx, handle, { result: 'Success', details: null, traceback: null });
   }
 
   async actionStart(ctx: RequestContext, a: { instanceUuid: string; action: string }): Promise<void> {

@@ -52,10 +52,12 @@ export class DurableWrites {
    * A write that has no spooled form of its own (several rows in one statement): runs it when it may
    * go straight to the database; null when it may not or the database is away, and then the caller
    * makes the same rows with write() calls, `{ spool: true }` when this returned null after trying.
+   * `refs` are ids the rows point at, as for write(): one not yet applied means not now.
    */
-  async direct<T>(fn: () => Promise<T>): Promise<{ value: T } | { value: null; tried: boolean }> {
-    if (!this.spool) return { value: await fn() };
-    if (this.behind) return { value: null, tried: false };
+  async direct<T>(fn: () => Promise<T>, refs: readonly number[] = []): Promise<{ value: T } | { value: null; tried: boolean }> {
+    const s = this.spool;
+    if (!s) return { value: await fn() };
+    if (this.behind || refs.some((id) => s.isUnresolved(id))) return { value: null, tried: false };
     try {
       return { value: await fn() };
     } catch (err) {

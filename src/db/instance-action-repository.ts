@@ -148,20 +148,40 @@ export class KnexInstanceActionRepository implements InstanceActionRepository {
     return intCol(rows[0] as DbRow, 'id');
   }
 
-  async finishEvent(eventId: number, result: ActionEventResult, traceback: string | null = null, details: string | null = null): Promise<void> {
-    await this.db.knex.transaction(async (trx) => {
-      const rows = (await trx(EVENTS)
-        .where({ id: eventId })
-        .update({ finish_time: trx.fn.now(), result, traceback, details, updated_at: trx.fn.now() })
-        .returning('action_id')) as DbRow[];
-      const row = rows[0];
-      if (!row) throw new Error(`instance action event ${eventId} does not exist`);
-      const actionId = intCol(row, 'action_id');
-      const update: DbRow = { updated_at: trx.fn.now() };
-      if (result === 'Error') update['message'] = 'Error';
-      if (!(await this.hasOpenEvents(trx, actionId))) update['finish_time'] = trx.fn.now();
-      await trx(ACTIONS).where({ id: actionId }).update(update);
-    });
+  /**
+   * One statement, so one commit: the event's finish, its action's message on an Error and finish_time
+   * once no other event of the action is open, and `alongside` when given (a statement not yet run,
+   * such as the operation's last instance save: KnexInstanceRepository.statesUpdate). They commit
+   * together; an unknown event throws, after `alongside` has still been applied.
+   */
+  async finishEvent(
+    eventId: number,
+    result: ActionEventResult,
+    traceback: string | null = null,
+    details: string | null = null,
+    alongside?: Knex.QueryBuilder,
+  ): Promise<void> {
+    const k = this.db.knex;
+    const q = alongside ? k.with('alongside', alongside) : k.queryBuilder();
+    const set: DbRow = {
+      updated_at: k.fn.now(),
+      // Every part of the statement sees the rows as they were before it: this event still looks open.
+      finish_time: k.raw('CASE WHEN EXISTS (SELECT 1 FROM ?? o WHERE o.action_id = ??.id AND o.finish_time IS NULL AND o.id <> ?) THEN ??.finish_time ELSE now() END', [
+        EVENTS,
+        ACTIONS,
+        eventId,
+        ACTIONS,
+      ]),
+    };
+    if (result === 'Error') set['message'] = 'Error';
+    const rows = (await q
+      .with('e', k(EVENTS).where({ id: eventId }).update({ finish_time: k.fn.now(), result, traceback, details, updated_at: k.fn.now() }).returning('action_id'))
+      .table(ACTIONS)
+      .updateFrom('e')
+      .where(`${ACTIONS}.id`, k.ref('e.action_id'))
+      .update(set)
+      .returning(`${ACTIONS}.id`)) as DbRow[];
+    if (rows.length === 0) throw new Error(`instance action event ${eventId} does not exist`);
   }
 
   async finish(actionId: number, opts: { message?: string | null } = {}): Promise<void> {
@@ -194,10 +214,5 @@ export class KnexInstanceActionRepository implements InstanceActionRepository {
         { column: 'id', order: 'asc' },
       ])) as DbRow[];
     return { ...action, events: events.map(actionEventFromRow) };
-  }
-
-  private async hasOpenEvents(trx: Knex.Transaction, actionId: number): Promise<boolean> {
-    const open = (await trx(EVENTS).where({ action_id: actionId }).whereNull('finish_time').first('id')) as DbRow | undefined;
-    return open !== undefined;
   }
 }

@@ -2,6 +2,7 @@
 // instances arriving over RPC and by guests discovered on the hypervisor. Rows are camelCase here,
 // snake_case (Nova's column names) in the database.
 
+import type { Knex } from 'knex';
 import { InstanceConflict, isUniqueViolation } from './errors.js';
 import { searchInstances, type InstanceSearch } from './instance-search.js';
 import { type Database } from './knex.js';
@@ -208,8 +209,7 @@ export class KnexInstanceRepository implements InstanceRepository {
   }
 
   async updateStates(uuid: string, states: StateUpdate, guard: StateUpdateGuard = {}): Promise<boolean> {
-    const set = toColumns({ ...states });
-    const q = this.db.knex(TABLE).where({ uuid, deleted: 0 });
+    const q = this.statesUpdate(uuid, states);
     if (guard.expectedTaskState !== undefined) {
       const expected: ReadonlyArray<string | null> = Array.isArray(guard.expectedTaskState)
         ? guard.expectedTaskState
@@ -222,8 +222,19 @@ export class KnexInstanceRepository implements InstanceRepository {
         if (values.length === 0 && !allowIdle) w.whereRaw('false');
       });
     }
-    const changed = await q.update({ ...set, updated_at: this.db.knex.fn.now() });
+    const changed = (await q) as number;
     return changed > 0;
+  }
+
+  /**
+   * updateStates' statement, not yet run (no guard): for a caller that writes it together with another
+   * row in one statement (an action event's finish, KnexInstanceActionRepository.finishEvent).
+   */
+  statesUpdate(uuid: string, states: StateUpdate): Knex.QueryBuilder {
+    return this.db
+      .knex(TABLE)
+      .where({ uuid, deleted: 0 })
+      .update({ ...toColumns({ ...states }), updated_at: this.db.knex.fn.now() });
   }
 
   async adopt(uuid: string, owner: { projectId: string; userId: string; displayName: string }): Promise<boolean> {

@@ -61,10 +61,13 @@ export function createComputeStores(db: Database, logger?: Logger, options: Comp
   const writes = openSpool(db, log, options);
   const diagnostics = new DatabaseDiagnosticsStore(new KnexDiagnosticsRepository(db), writes);
   const tokens = new DatabaseConsoleTokenStore(new KnexConsoleAuthTokenRepository(db));
+  const instanceRepo = new KnexInstanceRepository(db);
+  const cache = new InstanceCache();
+  const instances = new DatabaseInstanceStore(instanceRepo, writes, cache, log);
   return {
-    instances: new DatabaseInstanceStore(new KnexInstanceRepository(db), writes, new InstanceCache(), log),
+    instances,
     faults: new DatabaseFaultStore(new KnexInstanceFaultRepository(db), writes),
-    actions: new DatabaseActionStore(new KnexInstanceActionRepository(db), writes),
+    actions: new DatabaseActionStore(new KnexInstanceActionRepository(db), writes, { repo: instanceRepo, store: instances, cache }),
     tokens,
     diagnostics,
     audit: new DatabaseMonitorAuditStore(new KnexMonitorAuditRepository(db), writes),

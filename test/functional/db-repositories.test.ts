@@ -166,6 +166,28 @@ describe.each(['postgresql', 'pglite'] as const)('repositories on %s', (kind) =>
       ]);
     });
 
+    it("finishes an event and the operation's last instance save together, or neither", async () => {
+      const repo = new KnexInstanceActionRepository(t.db);
+      const instances = new KnexInstanceRepository(t.db);
+      const i = newInstance();
+      await instances.upsertDiscovered({ ...i, host: 'cmp1', node: 'n1', powerState: 1, vmState: 'active' });
+      const requestId = `req-${randomUUID()}`;
+      const stop = await repo.startWithEvent({ action: 'stop', instanceUuid: i.uuid, requestId }, 'compute_stop_instance', 'cmp1');
+
+      // A save the database refuses (vm_state longer than its column) takes the finish down with it.
+      const refused = instances.statesUpdate(i.uuid, { vmState: 'x'.repeat(300) });
+      await expect(repo.finishEvent(stop.eventId, 'Success', null, null, refused)).rejects.toThrow();
+      let action = await repo.getByRequestId(i.uuid, requestId);
+      expect(action?.events.map((e) => [e.result, e.finishTime])).toEqual([[null, null]]);
+      expect(action?.finishTime).toBeNull();
+
+      await repo.finishEvent(stop.eventId, 'Success', null, null, instances.statesUpdate(i.uuid, { powerState: 4, vmState: 'stopped', taskState: null }));
+      action = await repo.getByRequestId(i.uuid, requestId);
+      expect(action?.events.map((e) => e.result)).toEqual(['Success']);
+      expect(action?.finishTime).toBeInstanceOf(Date);
+      expect(await instances.getByUuid(i.uuid)).toMatchObject({ powerState: 4, vmState: 'stopped', taskState: null });
+    });
+
     it('lists actions newest first and finds nothing for an unknown request', async () => {
       const repo = new KnexInstanceActionRepository(t.db);
       const uuid = randomUUID();

@@ -142,6 +142,35 @@ describe('power actions', () => {
     ]);
   });
 
+  it("writes each action's last save with its event's finish where the store can, and finishes the event once", async () => {
+    const { manager, inst, stores } = await running();
+    const joint: Array<{ event: string | undefined; update: unknown; expected: unknown }> = [];
+    const finishes: string[] = [];
+    const eventFinish = stores.actions.eventFinish.bind(stores.actions);
+    stores.actions.eventFinish = async (c, handle, o) => {
+      finishes.push(handle.event);
+      await eventFinish(c, handle, o);
+    };
+    stores.actions.saveAndFinishEvent = async (c, handle, save) => {
+      joint.push({ event: handle.event, update: save.update, expected: save.expectedTaskState });
+      await stores.instances.updateStates(save.uuid, save.update);
+      await eventFinish(c, handle, { result: 'Success', details: null, traceback: null });
+    };
+    await manager.pauseInstance(ctx({ requestId: 'req-p' }), inst);
+    await manager.rebootInstance(ctx({ requestId: 'req-r' }), inst, 'SOFT');
+    expect(joint).toEqual([
+      { event: 'compute_pause_instance', update: { powerState: PowerState.PAUSED, vmState: 'paused', taskState: null }, expected: 'pausing' },
+      { event: 'compute_reboot_instance', update: { powerState: PowerState.RUNNING, vmState: 'active', taskState: null }, expected: undefined },
+    ]);
+    // The reboot's earlier saves (reboot_pending, reboot_started) stay their own writes, before the last.
+    expect(stores.saves.map((x) => x.update.taskState)).toEqual([null, 'reboot_pending', 'reboot_started', null]);
+    expect(finishes).toEqual([]);
+    expect(stores.eventRows.map((e) => [e.event, e.result])).toEqual([
+      ['compute_pause_instance', 'Success'],
+      ['compute_reboot_instance', 'Success'],
+    ]);
+  });
+
   it('stop then start brings the guest back', async () => {
     const { manager, inst, stores, driver } = await running();
     await manager.stopInstance(ctx(), inst, false);
