@@ -1,15 +1,17 @@
 // The AMQP floor's server side, run as its own process (as novamon-compute is): a trivial consumer on the
-// bench exchange that answers every request on the caller's reply queue. Three queues, three variants:
+// bench exchange that answers every request on the caller's reply queue. Four queues, four variants:
 //   echo.raw      plain amqplib: reply to properties.replyTo, then ack (no confirms) — the floor itself;
 //   echo.confirm  reply on a confirm channel and ack only once the broker confirmed it (novamon's server);
-//   echo.oslo     decode the oslo envelope and send an oslo reply to _reply_q (for our RpcClient).
-// Usage: tsx bench/echo-server.ts <transport amqp url> <exchange>; prints "ready" on stdout.
+//   echo.oslo     decode the oslo envelope and send an oslo reply to _reply_q (for our RpcClient);
+//   echo.busy     as echo.raw after keeping the CPU busy for <busy ms> (a server that works before replying).
+// Usage: tsx bench/echo-server.ts <transport amqp url> <exchange> <busy ms>; prints "ready" on stdout.
 
 import amqp, { type ConsumeMessage } from 'amqplib';
 
 async function main(): Promise<void> {
-  const [url, exchange] = process.argv.slice(2);
-  if (!url || !exchange) throw new Error('usage: echo-server.ts AMQP_URL EXCHANGE');
+  const [url, exchange, busyArg] = process.argv.slice(2);
+  const busyMs = Number(busyArg);
+  if (!url || !exchange || !(busyMs >= 0 && busyMs < 100)) throw new Error('usage: echo-server.ts AMQP_URL EXCHANGE BUSY_MS');
   // noDelay as novamon's own connections (src/rpc/amqp-connection.ts): Nagle would add up to 40 ms per reply.
   const conn = await amqp.connect(url, { noDelay: true });
   const ch = await conn.createChannel();
@@ -17,7 +19,7 @@ async function main(): Promise<void> {
   await ch.assertExchange(exchange, 'topic', { durable: false, autoDelete: false });
   await ch.prefetch(64);
   const queues: string[] = [];
-  for (const key of ['echo.raw', 'echo.confirm', 'echo.oslo']) {
+  for (const key of ['echo.raw', 'echo.confirm', 'echo.oslo', 'echo.busy']) {
     const q = `${exchange}.${key}`;
     await ch.assertQueue(q, { durable: false, autoDelete: true });
     await ch.bindQueue(q, exchange, key);
@@ -45,9 +47,15 @@ async function main(): Promise<void> {
     ch.publish('', inner._reply_q, body, { contentType: 'application/json', contentEncoding: 'utf-8' });
     ch.ack(m);
   };
+  const busy = (m: ConsumeMessage | null) => {
+    const until = performance.now() + busyMs;
+    while (performance.now() < until); // CPU work, not a timer: the process stays runnable throughout
+    raw(m);
+  };
   await ch.consume(queues[0] as string, raw);
   await ch.consume(queues[1] as string, confirmed);
   await ch.consume(queues[2] as string, oslo);
+  await ch.consume(queues[3] as string, busy);
   process.stdout.write('ready\n');
 
   const stop = () => {

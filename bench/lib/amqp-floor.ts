@@ -11,13 +11,19 @@ import { bounded } from './floors.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
+/**
+ * How long echo.busy works before it replies: about what novamon-compute spends between reading a
+ * get_console_output delivery and writing its reply (docs/bench.md).
+ */
+export const ECHO_BUSY_MS = 0.25;
+
 export class EchoServer {
   private constructor(readonly exchange: string, private readonly child: ChildProcess) {}
 
   static async start(amqpUrl: string, exchange: string): Promise<EchoServer> {
     // Run the .ts file with the same loader this process runs under (tsx).
     const loader = process.execArgv.length > 0 ? process.execArgv : ['--import', 'tsx'];
-    const child = spawn(process.execPath, [...loader, path.join(here, '..', 'echo-server.ts'), amqpUrl, exchange], {
+    const child = spawn(process.execPath, [...loader, path.join(here, '..', 'echo-server.ts'), amqpUrl, exchange, String(ECHO_BUSY_MS)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -69,7 +75,7 @@ export class RawAmqpCaller {
     return caller;
   }
 
-  /** One request/reply on routing key `echo.raw` or `echo.confirm`. */
+  /** One request/reply on routing key `echo.raw`, `echo.confirm` or `echo.busy`. */
   call(routingKey: string, body: Buffer, timeoutMs = 10_000): Promise<Buffer> {
     const id = randomUUID();
     const reply = new Promise<Buffer>((resolve) => this.pending.set(id, resolve));

@@ -2,6 +2,7 @@
 // and ratios, the throughput ceiling the floors allow, lifecycle estimates, and the verdict on each target.
 // Also prints the final table (stdout). The JSON written to bench/results/ is this report.
 
+import { ECHO_BUSY_MS } from './amqp-floor.js';
 import type { BenchOptions } from './args.js';
 import { comparisonLines, compareTargets, type CompareNovaResult } from './compare-nova.js';
 import type { LifecycleRun } from './lifecycle.js';
@@ -9,12 +10,13 @@ import type { MachineInfo } from './machine.js';
 import type { ProfileSummary } from './profile.js';
 import { median, medianOf, round } from './stats.js';
 
-export const FLOOR_NAMES = ['amqp', 'amqp_confirm', 'rpc_client_echo', 'qmp', 'qmp_diag_batch', 'pg_insert', 'file_tail'] as const;
+export const FLOOR_NAMES = ['amqp', 'amqp_confirm', 'amqp_busy', 'rpc_client_echo', 'qmp', 'qmp_diag_batch', 'pg_insert', 'file_tail'] as const;
 export type FloorName = (typeof FLOOR_NAMES)[number];
 
 export const FLOOR_LABELS: Record<FloorName, string> = {
   amqp: 'AMQP request/reply (raw amqplib echo)',
   amqp_confirm: 'AMQP echo, reply confirmed before ack',
+  amqp_busy: `AMQP echo, server busy ${ECHO_BUSY_MS} ms first`,
   rpc_client_echo: 'AMQP echo via our RpcClient (oslo)',
   qmp: 'QMP query-status (one monitor)',
   qmp_diag_batch: 'QMP diagnostics batch (query-blockstats)',
@@ -91,6 +93,8 @@ export interface CallRow {
   machineBusyShare: number;
   floorSumP50: number;
   ratioP50: number;
+  /** p50 ÷ the floor sum with the AMQP floor replaced by busyServerHopsP50 (context, not a target). */
+  ratioP50BusyHops: number;
   ceilingCallsPerSec: number;
   throughputRatio: number;
 }
@@ -105,6 +109,11 @@ export interface Report {
   service: ServiceFigures;
   floors: Record<string, Record<string, Median<Phase>>>;
   floorSums: Record<string, { components: string; p50: number }>;
+  /**
+   * The broker's two hops when the server works before it replies: amqp_busy's p50 at 1 in flight less
+   * the server's own ECHO_BUSY_MS. Where it exceeds the amqp floor, the machine wakes slower from idle.
+   */
+  busyServerHopsP50: number;
   calls: CallRow[];
   lifecycle: {
     samplesPerTransition: number;
@@ -168,6 +177,8 @@ export function buildReport(input: {
     floorSums[method] = { components: parts.map((p) => (p.times > 1 ? `${p.times}×${p.floor}` : p.floor)).join(' + '), p50: round(p50) };
   }
 
+  const amqpP50 = floorAt('amqp', 1)?.p50 ?? Number.NaN;
+  const busyServerHopsP50 = (floorAt('amqp_busy', 1)?.p50 ?? Number.NaN) - ECHO_BUSY_MS;
   const calls: CallRow[] = [];
   for (const [method, byConc] of Object.entries(runs.calls)) {
     for (const [c, phases] of Object.entries(byConc ?? {})) {
@@ -195,6 +206,7 @@ export function buildReport(input: {
         machineBusyShare: m.machineBusyShare,
         floorSumP50: inFlight === 1 ? floorSum : Number.NaN,
         ratioP50: inFlight === 1 ? m.p50 / floorSum : Number.NaN,
+        ratioP50BusyHops: inFlight === 1 ? m.p50 / (floorSum - amqpP50 + busyServerHopsP50) : Number.NaN,
         ceilingCallsPerSec: ceiling,
         throughputRatio: m.callsPerSec / ceiling,
       }));
@@ -273,6 +285,7 @@ export function buildReport(input: {
     service: input.service,
     floors,
     floorSums,
+    busyServerHopsP50: round(busyServerHopsP50),
     calls,
     lifecycle,
     targets,
@@ -309,6 +322,11 @@ export function printTable(r: Report): void {
   }
   out.push('  (latencies in ms; floor p50 = sum of the floors on the call\'s path at 1 in flight: ' +
     Object.entries(r.floorSums).map(([m, s]) => `${m.replace(/^get_/, '')} = ${s.components}`).join('; ') + ')');
+  const busyRows = r.calls.filter((c) => Number.isFinite(c.ratioP50BusyHops));
+  if (Number.isFinite(r.busyServerHopsP50) && busyRows.length > 0) {
+    out.push(`  (the broker's hops once the server works ${ECHO_BUSY_MS} ms before replying: ${f(r.busyServerHopsP50)} ms, against ${f(r.floors['amqp']?.['1']?.p50 ?? NaN)} ms for the amqp floor;`);
+    out.push(`   p50 over the floor sum with those hops in place of the amqp floor: ${busyRows.map((c) => `${c.method.replace(/^get_/, '')} ${f(c.ratioP50BusyHops)}×`).join(', ')})`);
+  }
   out.push('');
   out.push(`Where the machine's CPU goes (CPU s per 1,000 calls)  ${pad('novamon', 8)} ${pad('RabbitMQ', 8)} ${pad('Postgres', 8)} ${pad('QEMU', 8)} ${pad('bench', 8)} ${pad('other', 8)} ${pad('busy', 5)}`);
   for (const c of r.calls) {
