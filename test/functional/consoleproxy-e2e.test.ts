@@ -144,19 +144,29 @@ function readerOf(ws: WebSocket): Reader {
   return r;
 }
 
-/** Collects binary messages; `take(n)` resolves with the next n bytes. */
+/**
+ * Collects binary messages; `take(n)` resolves with the next n bytes. A socket that closes first fails
+ * the take at once with its close code and reason, so a bridge the proxy refused or dropped is told
+ * apart from one that stayed open and silent.
+ */
 function reader(ws: WebSocket) {
   let buf = Buffer.alloc(0);
   let waiter: (() => void) | null = null;
+  let closed: string | null = null;
   ws.on('message', (d: Buffer) => {
     buf = Buffer.concat([buf, d]);
+    waiter?.();
+  });
+  ws.on('close', (code: number, reason: Buffer) => {
+    closed = `closed with ${code}${reason.length ? ` (${reason.toString()})` : ''}`;
     waiter?.();
   });
   return {
     async take(n: number, timeoutMs = 30_000): Promise<Buffer> {
       const deadline = Date.now() + timeoutMs;
       while (buf.length < n) {
-        if (Date.now() > deadline) throw new Error(`only ${buf.length} of ${n} bytes in ${timeoutMs} ms`);
+        if (closed !== null) throw new Error(`socket ${closed} after ${buf.length} of ${n} bytes`);
+        if (Date.now() > deadline) throw new Error(`only ${buf.length} of ${n} bytes in ${timeoutMs} ms, socket still open`);
         await new Promise<void>((r) => {
           waiter = r;
           setTimeout(r, 200);
