@@ -27,8 +27,8 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 
 /**
  * A channel without and one with publisher confirms, opened together; when the second cannot be opened the
- * first is closed again. The server consumes on the plain one and replies on the confirm one; the client
- * publishes calls on the plain one and consumes its replies, casts and probes on the confirm one.
+ * first is closed again. The RPC client publishes calls on the plain one and consumes its replies, casts
+ * and probes on the confirm one.
  */
 export async function openChannelPair(model: ChannelModel, timeoutMs: number): Promise<{ plain: Channel; confirm: ConfirmChannel }> {
   const plain = await withTimeout(model.createChannel(), timeoutMs, 'channel open');

@@ -1,18 +1,22 @@
-// The server's channels and what it does on them: one session is a consume channel and a confirm channel
-// for replies, opened together and closed together. A reply is published on the session its call came in
-// on, and the call is acked only once the broker confirmed the reply (else requeued), exactly once.
+// The server's channel and what it does on it: one session is one channel that consumes the server's
+// queues and carries their replies. A call's reply is published on the channel the call came in on, then
+// the call is acked there, exactly once. RabbitMQ handles one channel's methods in order, so an ack it has
+// processed follows a reply it has already routed; a connection lost between the two leaves the call
+// unacked, and its redelivery finds the reply cached (dedupe) and sends it again. A publisher confirm per
+// reply would say no more for the transient reply queues oslo callers use, and cost the broker and us a
+// round of frames per call (docs/bench.md, amqp_confirm).
 
 import { randomUUID } from 'node:crypto';
-import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Message } from 'amqplib';
+import { type Channel, type ChannelModel, type ConsumeMessage, type Message } from 'amqplib';
 import { type Logger } from '../logging.js';
-import { openChannelPair, withTimeout } from './amqp-connection.js';
+import { withTimeout } from './amqp-connection.js';
 import { encodeEnvelopeText, pyJsonDumps, pyJsonString } from './envelope.js';
 import { type ReplyTarget } from './message.js';
 import { declareServerTopology, type ServerTopology } from './topology.js';
 
 export interface Session {
-  consumeCh: Channel;
-  replyCh: ConfirmChannel;
+  /** Consumes the server's queues and carries the replies to their calls. */
+  ch: Channel;
   consumerTags: string[];
   alive: boolean;
 }
@@ -52,25 +56,23 @@ export interface SessionSetup {
   opTimeoutMs: number;
   log: Logger;
   onDelivery: (s: Session, msg: ConsumeMessage | null) => void;
-  /** A channel of the session closed. */
+  /** The session's channel closed. */
   onLost: (s: Session) => void;
 }
 
-/** Opens both channels, declares the topology and consumes the topic, server and fanout queues. */
+/** Opens the channel, declares the topology and consumes the topic, server and fanout queues. */
 export async function openSession(model: ChannelModel, o: SessionSetup): Promise<Session> {
   const t = o.opTimeoutMs;
-  const { plain: consumeCh, confirm: replyCh } = await openChannelPair(model, t);
-  const s: Session = { consumeCh, replyCh, consumerTags: [], alive: true };
-  for (const ch of [consumeCh, replyCh]) {
-    ch.on('error', (err: Error) => o.log.warn({ err: err.message }, 'RPC server channel error'));
-    ch.on('close', () => o.onLost(s));
-  }
-  replyCh.on('return', (m: Message) => o.log.warn({ replyQ: m.fields.routingKey }, 'reply queue not found (destination not found); reply dropped'));
+  const ch = await withTimeout(model.createChannel(), t, 'channel open');
+  const s: Session = { ch, consumerTags: [], alive: true };
+  ch.on('error', (err: Error) => o.log.warn({ err: err.message }, 'RPC server channel error'));
+  ch.on('close', () => o.onLost(s));
+  ch.on('return', (m: Message) => o.log.warn({ replyQ: m.fields.routingKey }, 'reply queue not found (destination not found); reply dropped'));
   try {
-    await withTimeout(declareServerTopology(consumeCh, o.topology, o.topic, o.server), t, 'declaring RPC topology');
-    if (o.prefetch > 0) await withTimeout(consumeCh.prefetch(o.prefetch), t, 'basic.qos');
+    await withTimeout(declareServerTopology(ch, o.topology, o.topic, o.server), t, 'declaring RPC topology');
+    if (o.prefetch > 0) await withTimeout(ch.prefetch(o.prefetch), t, 'basic.qos');
     for (const q of [o.topology.topicQueue.name, o.topology.serverQueue.name, o.topology.fanoutQueue.name]) {
-      const ok = await withTimeout(consumeCh.consume(q, (m) => o.onDelivery(s, m), { noAck: false }), t, 'basic.consume');
+      const ok = await withTimeout(ch.consume(q, (m) => o.onDelivery(s, m), { noAck: false }), t, 'basic.consume');
       s.consumerTags.push(ok.consumerTag);
     }
   } catch (err) {
@@ -83,9 +85,7 @@ export async function openSession(model: ChannelModel, o: SessionSetup): Promise
 
 export async function closeSession(s: Session, opTimeoutMs: number): Promise<void> {
   s.alive = false;
-  for (const ch of [s.consumeCh, s.replyCh]) {
-    await withTimeout(ch.close(), opTimeoutMs, 'channel close').catch(() => undefined);
-  }
+  await withTimeout(s.ch.close(), opTimeoutMs, 'channel close').catch(() => undefined);
 }
 
 /** Ack or requeue exactly once, on the channel the message came from (a second ack would close the channel). */
@@ -94,17 +94,17 @@ export function settle(d: Delivery, how: 'ack' | 'requeue', log: Logger): void {
   d.settled = true;
   if (!d.session.alive) return; // the broker requeues it with the closed channel
   try {
-    if (how === 'ack') d.session.consumeCh.ack(d.msg);
-    else d.session.consumeCh.nack(d.msg, false, true);
+    if (how === 'ack') d.session.ch.ack(d.msg);
+    else d.session.ch.nack(d.msg, false, true);
   } catch (err) {
     log.debug({ err: String(err) }, 'settling a delivery failed');
   }
 }
 
+/** The reply to a call, then the call's ack, on the channel the call came in on (see the top of this file). */
 export function publishReply(d: Delivery, to: ReplyTarget, fragment: string, log: Logger): void {
-  // Reply on the session the call came in on: it is live from its first delivery on (the server's session
-  // is set only once every consumer is registered, and a fast handler can finish before that), and its
-  // ack must go to the same channel anyway.
+  // The session the call came in on is live from its first delivery on (the server's session is set only
+  // once every consumer is registered, and a fast handler can finish before that).
   const s = d.session;
   if (!s.alive) {
     // Its channels closed: the broker requeues the call; its redelivery finds the cached reply.
@@ -113,14 +113,8 @@ export function publishReply(d: Delivery, to: ReplyTarget, fragment: string, log
   }
   const body = encodeEnvelopeText(replyMessageText(fragment, to.msgId));
   try {
-    s.replyCh.publish('', to.replyQ, body, REPLY_PROPS, (err: unknown) => {
-      if (err) {
-        log.warn({ err: String(err), msgId: to.msgId }, 'broker did not confirm the reply; requeueing the call');
-        settle(d, 'requeue', log);
-      } else {
-        settle(d, 'ack', log);
-      }
-    });
+    s.ch.publish('', to.replyQ, body, REPLY_PROPS);
+    settle(d, 'ack', log);
   } catch (err) {
     log.warn({ err: String(err), msgId: to.msgId }, 'reply publish failed; requeueing the call');
     settle(d, 'requeue', log);

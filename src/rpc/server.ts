@@ -121,7 +121,7 @@ export class RpcServer {
     const s = this.session;
     if (s?.alive) {
       for (const tag of s.consumerTags) {
-        await withTimeout(s.consumeCh.cancel(tag), this.opTimeoutMs, 'basic.cancel').catch((err: unknown) => this.log.warn({ err: String(err) }, 'cancel failed'));
+        await withTimeout(s.ch.cancel(tag), this.opTimeoutMs, 'basic.cancel').catch((err: unknown) => this.log.warn({ err: String(err) }, 'cancel failed'));
       }
     }
     if (this.inflight > 0) {
@@ -131,10 +131,6 @@ export class RpcServer {
       );
     }
     this.session = null;
-    if (s?.alive) {
-      // Acks follow reply confirms: let those land before the channel closes, or the calls would be redelivered.
-      await withTimeout(s.replyCh.waitForConfirms(), this.opTimeoutMs, 'reply confirms').catch(() => undefined);
-    }
     if (s) await closeSession(s, this.opTimeoutMs);
     this.started = false;
     this.log.info('RPC server stopped');
@@ -190,9 +186,6 @@ export class RpcServer {
     s.alive = false;
     if (this.session === s) this.session = null;
     if (!wasAlive || this.stopping || !this.started) return;
-    // Close the sibling channel so nothing keeps half a session.
-    void s.consumeCh.close().catch(() => undefined);
-    void s.replyCh.close().catch(() => undefined);
     this.scheduleReopen();
   }
 
@@ -312,7 +305,7 @@ export class RpcServer {
     else answer(e?.state === 'done' ? e.reply : null);
   }
 
-  /** Record the outcome, reply to a call (ack follows the broker's confirm), ack a cast. Never throws. */
+  /** Record the outcome, reply to a call then ack it, ack a cast. Never throws. */
   private complete(d: Delivery, req: IncomingRequest, result: unknown, err: unknown): void {
     const failed = err !== undefined;
     if (failed) this.logFailure(req, err);
