@@ -1,6 +1,7 @@
 // Pure parts of the qemu driver: event mapping, diagnostics shaping, console and /proc parsing,
 // relaunch command lines. Samples are real QEMU 7.2 replies (trimmed).
 
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +11,7 @@ import { consoleLogFilesFromCmdline, readTail, serialEndpoint, vncEndpoint } fro
 import { diskStats, diskTarget, parseInfoNetwork, toDiagnostics, toLegacyDiagnostics, type GuestStats } from '../../../src/virt/qemu/diagnostics.js';
 import { eventTimestampMs, runStateAfter, transitionBetween, type MonitorEvent } from '../../../src/virt/qemu/events.js';
 import { loadRecord, relaunchArgv, saveRecord } from '../../../src/virt/qemu/launcher.js';
-import { cmdlineServesSocket, parseProcStat, procUnits, sampleProcess } from '../../../src/virt/qemu/proc.js';
+import { cmdlineServesSocket, parseProcStat, procUnits, readKernelText, sampleProcess, secondsSinceBoot } from '../../../src/virt/qemu/proc.js';
 
 describe('QMP events to run states', () => {
   const after = (status: string, ...events: MonitorEvent[]) => {
@@ -193,6 +194,22 @@ describe('/proc parsing', () => {
     expect(s.threadCpuNs[0]).toBeGreaterThan(0);
     expect(s.threadCpuNs[1]).toBeNull();
     expect(sampleProcess(999_999_999, [], u)).toEqual({ cpuNs: null, uptimeSeconds: null, rssKiB: null, threadCpuNs: [] });
+  });
+
+  it('reads kernel text whole, small or past its buffer, and null for a missing file', () => {
+    const maps = readFileSync('/proc/self/maps', 'latin1');
+    expect(maps.length).toBeGreaterThan(4096); // a node process maps far more than one buffer's worth
+    // The mappings change between two reads (allocations), so compare the shape, not the bytes.
+    const read = readKernelText('/proc/self/maps') ?? '';
+    expect(read.length).toBeGreaterThan(4096);
+    expect(read.split('\n')[0]).toBe(maps.split('\n')[0]);
+    expect(readKernelText(`/proc/${process.pid}/stat`)).toMatch(new RegExp(`^${process.pid} \\(`));
+    expect(readKernelText('/proc/999999999/stat')).toBeNull();
+    const boot = Number(readFileSync('/proc/uptime', 'latin1').split(' ')[0]);
+    const first = secondsSinceBoot();
+    expect(first).toBeGreaterThanOrEqual(boot);
+    expect(first).toBeLessThan(boot + 5);
+    expect(secondsSinceBoot()).toBeGreaterThanOrEqual(first);
   });
 
   it('matches a command line to its monitor socket, absolute or relative', () => {
