@@ -107,6 +107,13 @@ export type QmpDumpQueryResult = z.infer<typeof dumpQueryResult>;
 const empty = z.unknown();
 export type QmpDataFormat = 'utf8' | 'base64';
 
+// Array schemas built once: a reply is checked on every diagnostics call (query-blockstats).
+const cpuInfoFastList = z.array(cpuInfoFast);
+const blockStatsList = z.array(blockStats);
+const blockInfoList = z.array(blockInfo);
+const chardevInfoList = z.array(chardevInfo);
+const rxFilterInfoList = z.array(rxFilterInfo);
+
 // ---- Queries ---------------------------------------------------------------------------------------
 
 export const queryStatus = (exec: QmpExecutor) => run(exec, statusInfo, 'query-status');
@@ -117,19 +124,19 @@ export const queryUuid = (exec: QmpExecutor) => run(exec, uuidInfo, 'query-uuid'
 export const queryVersion = (exec: QmpExecutor) => run(exec, versionInfo, 'query-version');
 export const queryKvm = (exec: QmpExecutor) => run(exec, kvmInfo, 'query-kvm');
 /** One entry per vCPU; `thread-id` is the host thread whose /proc stat holds its CPU time. */
-export const queryCpusFast = (exec: QmpExecutor) => run(exec, z.array(cpuInfoFast), 'query-cpus-fast');
-export const queryBlockstats = (exec: QmpExecutor) => run(exec, z.array(blockStats), 'query-blockstats');
-export const queryBlock = (exec: QmpExecutor) => run(exec, z.array(blockInfo), 'query-block');
+export const queryCpusFast = (exec: QmpExecutor) => run(exec, cpuInfoFastList, 'query-cpus-fast');
+export const queryBlockstats = (exec: QmpExecutor) => run(exec, blockStatsList, 'query-blockstats');
+export const queryBlock = (exec: QmpExecutor) => run(exec, blockInfoList, 'query-block');
 export const queryBalloon = (exec: QmpExecutor) => run(exec, balloonInfo, 'query-balloon');
 export const queryMemorySizeSummary = (exec: QmpExecutor) => run(exec, memorySizeSummary, 'query-memory-size-summary');
 export const queryVnc = (exec: QmpExecutor) => run(exec, vncInfo, 'query-vnc');
-export const queryChardev = (exec: QmpExecutor) => run(exec, z.array(chardevInfo), 'query-chardev');
+export const queryChardev = (exec: QmpExecutor) => run(exec, chardevInfoList, 'query-chardev');
 /** State of the VM's last (or running) memory dump; `none` before any. */
 export const queryDump = (exec: QmpExecutor) => run(exec, dumpQueryResult, 'query-dump');
 
 /** Rx filter state of every NIC, or only of NIC `name`. Asking re-arms that NIC's NIC_RX_FILTER_CHANGED event. */
 export function queryRxFilter(exec: QmpExecutor, name?: string): Promise<QmpRxFilterInfo[]> {
-  return run(exec, z.array(rxFilterInfo), 'query-rx-filter', name === undefined ? undefined : { name });
+  return run(exec, rxFilterInfoList, 'query-rx-filter', name === undefined ? undefined : { name });
 }
 
 /** Reads up to `size` bytes from a ringbuf chardev. Destructive: what is returned leaves the buffer. */
@@ -143,11 +150,12 @@ export function qomGet(exec: QmpExecutor, path: string, property: string): Promi
 }
 
 const qomProperty = z.looseObject({ name: z.string(), type: z.string() });
+const qomPropertyList = z.array(qomProperty);
 export type QmpObjectPropertyInfo = z.infer<typeof qomProperty>;
 
 /** The properties (children included, as `child<TYPE>`) of the QOM object at `path`. */
 export function qomList(exec: QmpExecutor, path: string): Promise<QmpObjectPropertyInfo[]> {
-  return run(exec, z.array(qomProperty), 'qom-list', { path });
+  return run(exec, qomPropertyList, 'qom-list', { path });
 }
 
 /** Reads an integer QOM property. */
