@@ -18,6 +18,10 @@ import { GuestRunEventLog } from '../compute/run-events.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
+import type { Config } from '../config/options.js';
+import type { Database } from '../db/knex.js';
+import type { Logger } from '../logging.js';
+import type { AmqpConnectionManager } from '../rpc/amqp-connection.js';
 import { registerGuestMetrics } from './guest-metrics.js';
 import { cloudMember } from './conductor.js';
 import { computeNotifications } from './notifications.js';
@@ -47,45 +51,12 @@ async function main(argv: string[]): Promise<void> {
   // Listening before the driver connects, so the first connections' shutdowns and panics are kept too.
   runEvents.start();
 
+  const metrics = new Metrics('novamon-compute');
   // novamon-manage asks the service for what it cannot read while the service holds the embedded database.
   const records = config.DEFAULT.instance_store === 'database' ? databaseRecords(db) : undefined;
-  const metrics = new Metrics('novamon-compute');
-  const rabbit = config.oslo_messaging_rabbit;
-  const server = new RpcServer({
-    connection,
-    exchange: config.DEFAULT.control_exchange,
-    topic: 'compute',
-    server: config.DEFAULT.host,
-    dispatcher: new RpcDispatcher([...computeEndpoints(manager, forensics), new NovamonEndpoint(manager, forensics, records)]),
-    prefetch: rabbit.rabbit_qos_prefetch_count || config.DEFAULT.executor_thread_pool_size,
-    ...queueFlags(config),
-    logger,
-    onMetrics: (m) => {
-      const method = m.method ?? 'unknown';
-      metrics.rpcCalls.inc({ method, kind: m.kind, outcome: m.outcome });
-      metrics.rpcLatency.observe({ method, kind: m.kind }, m.durationMs / 1000);
-    },
-  });
-
-  const refresh = () => {
-    metrics.lifecycleEvents.set(sync.eventsHandled);
-    const stats = driver.monitorStats?.() ?? null;
-    if (stats) {
-      metrics.qmpConnections.set(stats.connections);
-      metrics.qmpCommands.set(stats.commands);
-      metrics.qmpErrors.set(stats.errors);
-    }
-  };
-  if (config.oslo_middleware.enabled) {
-    // Bounded: a frozen guest's monitor holds at most its own collection, never the scrape.
-    const stores = container.get<ComputeStoresWithClose>(ComputeStores);
-    const projectsOf = async () => new Map((await stores.instances.listByHost(config.DEFAULT.host)).flatMap((r) => (r.projectId ? [[r.name, r.projectId] as const] : [])));
-    registerGuestMetrics(metrics.registry, driver, { concurrency: 4, timeoutMs: 5000, projectsOf });
-  }
-  // The HTTP framework is loaded only when the listener is enabled.
-  const ops = config.oslo_middleware.enabled
-    ? await (await import('./ops-listener.js')).startOpsListener(config, logger, { db, connection, metrics, refresh })
-    : null;
+  const dispatcher = new RpcDispatcher([...computeEndpoints(manager, forensics), new NovamonEndpoint(manager, forensics, records)]);
+  const server = computeRpcServer(config, connection, logger, dispatcher, metrics);
+  const ops = await startOps(config, logger, { db, connection, metrics, driver, sync, stores: container.get<ComputeStoresWithClose>(ComputeStores) });
   onShutdown(logger, 10_000, () => ({ inFlight: server.inFlight }), [
     () => server.stop(),
     // Nova keeps the service row: nova-api shows the host down once service_down_time has passed.
@@ -115,6 +86,52 @@ async function main(argv: string[]): Promise<void> {
     { host: config.DEFAULT.host, driver: driver.type, exchange: config.DEFAULT.control_exchange, queues: server.queues, database: db.kind, instance_store: config.DEFAULT.instance_store },
     'novamon-compute ready',
   );
+}
+
+/** The compute topic's RPC server for this host, counting every call in the service's metrics. */
+function computeRpcServer(config: Config, connection: AmqpConnectionManager, logger: Logger, dispatcher: RpcDispatcher, metrics: Metrics): RpcServer {
+  const rabbit = config.oslo_messaging_rabbit;
+  return new RpcServer({
+    connection,
+    exchange: config.DEFAULT.control_exchange,
+    topic: 'compute',
+    server: config.DEFAULT.host,
+    dispatcher,
+    prefetch: rabbit.rabbit_qos_prefetch_count || config.DEFAULT.executor_thread_pool_size,
+    ...queueFlags(config),
+    logger,
+    onMetrics: (m) => {
+      const method = m.method ?? 'unknown';
+      metrics.rpcCalls.inc({ method, kind: m.kind, outcome: m.outcome });
+      metrics.rpcLatency.observe({ method, kind: m.kind }, m.durationMs / 1000);
+    },
+  });
+}
+
+/**
+ * The operations listener (/healthcheck, /metrics) with the per-guest metrics, when [oslo_middleware] enables
+ * it; null otherwise. The HTTP framework is loaded only then.
+ */
+async function startOps(
+  config: Config,
+  logger: Logger,
+  o: { db: Database; connection: AmqpConnectionManager; metrics: Metrics; driver: ComputeDriverType; sync: PowerStateSync; stores: ComputeStoresWithClose },
+): Promise<{ close(): Promise<void> } | null> {
+  if (!config.oslo_middleware.enabled) return null;
+  const { metrics, driver, sync } = o;
+  const refresh = () => {
+    metrics.lifecycleEvents.set(sync.eventsHandled);
+    const stats = driver.monitorStats?.() ?? null;
+    if (stats) {
+      metrics.qmpConnections.set(stats.connections);
+      metrics.qmpCommands.set(stats.commands);
+      metrics.qmpErrors.set(stats.errors);
+    }
+  };
+  // Bounded: a frozen guest's monitor holds at most its own collection, never the scrape.
+  const projectsOf = async () => new Map((await o.stores.instances.listByHost(config.DEFAULT.host)).flatMap((r) => (r.projectId ? [[r.name, r.projectId] as const] : [])));
+  registerGuestMetrics(metrics.registry, driver, { concurrency: 4, timeoutMs: 5000, projectsOf });
+  return (await import('./ops-listener.js')).startOpsListener(config, logger, { db: o.db, connection: o.connection, metrics, refresh });
 }
 
 runService('novamon-compute', () => main(process.argv));
