@@ -1,6 +1,8 @@
 // Reads what novamon needs from a libvirt domain XML (VNC, serial ports and their logs, disks, NICs),
-// with a small XML parser that understands elements, attributes, text and the predefined entities and
-// refuses DTDs; and writes XML only through xmlElement(), which escapes every attribute and text.
+// parsed with saxes and refusing DTDs; and writes XML only through xmlElement(), which escapes every
+// attribute and text.
+
+import { SaxesParser } from 'saxes';
 
 export interface XmlElement {
   readonly name: string;
@@ -13,107 +15,41 @@ export class XmlParseError extends Error {
   override readonly name = 'XmlParseError';
 }
 
-const NAME = /[A-Za-z_:][-A-Za-z0-9_:.]*/y;
-const ENTITY: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
-
-function decodeEntities(s: string): string {
-  return s.replace(/&(#x[0-9a-fA-F]+|#[0-9]+|[a-z]+);/g, (m, e: string) => {
-    if (e.startsWith('#x')) return String.fromCodePoint(Number.parseInt(e.slice(2), 16));
-    if (e.startsWith('#')) return String.fromCodePoint(Number.parseInt(e.slice(1), 10));
-    const v = ENTITY[e];
-    if (v === undefined) throw new XmlParseError(`unknown entity ${m}`);
-    return v;
-  });
-}
-
-/** Parses one XML document into its root element. Throws XmlParseError on anything malformed. */
+/**
+ * Parses one XML document into its root element, with saxes (a strict, non-validating XML 1.0 parser).
+ * A document type declaration is refused outright, so no entity beyond XML's own five and character
+ * references is ever defined or expanded. Throws XmlParseError on anything malformed or over `maxLength`.
+ */
 export function parseXml(xml: string, maxLength = 4 * 1024 * 1024): XmlElement {
   if (xml.length > maxLength) throw new XmlParseError(`XML document longer than ${maxLength} characters`);
-  let i = 0;
+  const parser = new SaxesParser({ position: false });
   const stack: XmlElement[] = [];
   let root: XmlElement | null = null;
-
-  const readName = (): string => {
-    NAME.lastIndex = i;
-    const m = NAME.exec(xml);
-    if (!m) throw new XmlParseError(`expected a name at offset ${i}`);
-    i += m[0].length;
-    return m[0];
+  parser.on('doctype', () => {
+    throw new XmlParseError('DTDs and declarations are not accepted');
+  });
+  parser.on('opentag', (tag) => {
+    // A null-prototype record: attribute names like __proto__ stay plain keys.
+    const attrs = Object.assign(Object.create(null) as Record<string, string>, tag.attributes);
+    const el: XmlElement = { name: tag.name, attrs, children: [], text: '' };
+    const parent = stack.at(-1);
+    if (parent) parent.children.push(el);
+    else root = el;
+    stack.push(el);
+  });
+  parser.on('closetag', () => void stack.pop());
+  const addText = (text: string): void => {
+    const top = stack.at(-1);
+    if (top) top.text += text;
   };
-  const skipSpace = (): void => {
-    while (i < xml.length && /\s/.test(xml[i]!)) i++;
-  };
-  const skipPast = (end: string): void => {
-    const j = xml.indexOf(end, i);
-    if (j < 0) throw new XmlParseError(`unterminated construct, expected ${end}`);
-    i = j + end.length;
-  };
-
-  while (i < xml.length) {
-    const lt = xml.indexOf('<', i);
-    const textEnd = lt < 0 ? xml.length : lt;
-    if (textEnd > i) {
-      const raw = xml.slice(i, textEnd);
-      const top = stack.at(-1);
-      if (top) top.text += decodeEntities(raw);
-      else if (raw.trim() !== '') throw new XmlParseError('text outside the root element');
-    }
-    if (lt < 0) break;
-    i = lt;
-    if (xml.startsWith('<?', i)) skipPast('?>');
-    else if (xml.startsWith('<!--', i)) skipPast('-->');
-    else if (xml.startsWith('<![CDATA[', i)) {
-      const j = xml.indexOf(']]>', i);
-      if (j < 0) throw new XmlParseError('unterminated CDATA');
-      const top = stack.at(-1);
-      if (!top) throw new XmlParseError('CDATA outside the root element');
-      top.text += xml.slice(i + 9, j);
-      i = j + 3;
-    } else if (xml.startsWith('<!', i)) {
-      throw new XmlParseError('DTDs and declarations are not accepted');
-    } else if (xml.startsWith('</', i)) {
-      i += 2;
-      const name = readName();
-      skipSpace();
-      if (xml[i] !== '>') throw new XmlParseError(`malformed end tag ${name}`);
-      i++;
-      const open = stack.pop();
-      if (!open || open.name !== name) throw new XmlParseError(`end tag ${name} does not match ${open?.name ?? 'nothing'}`);
-    } else {
-      i++;
-      const name = readName();
-      const attrs: Record<string, string> = Object.create(null) as Record<string, string>;
-      for (;;) {
-        skipSpace();
-        if (xml.startsWith('/>', i) || xml[i] === '>') break;
-        const attr = readName();
-        skipSpace();
-        if (xml[i] !== '=') throw new XmlParseError(`attribute ${attr} has no value`);
-        i++;
-        skipSpace();
-        const quote = xml[i];
-        if (quote !== '"' && quote !== "'") throw new XmlParseError(`attribute ${attr} is not quoted`);
-        const end = xml.indexOf(quote, i + 1);
-        if (end < 0) throw new XmlParseError(`unterminated attribute ${attr}`);
-        const value = xml.slice(i + 1, end);
-        if (value.includes('<')) throw new XmlParseError(`'<' in attribute ${attr}`);
-        if (attr in attrs) throw new XmlParseError(`duplicate attribute ${attr}`);
-        attrs[attr] = decodeEntities(value);
-        i = end + 1;
-      }
-      const el: XmlElement = { name, attrs, children: [], text: '' };
-      const parent = stack.at(-1);
-      if (parent) parent.children.push(el);
-      else if (root) throw new XmlParseError('more than one root element');
-      else root = el;
-      if (xml.startsWith('/>', i)) i += 2;
-      else {
-        i++;
-        stack.push(el);
-      }
-    }
+  parser.on('text', addText);
+  parser.on('cdata', addText);
+  try {
+    parser.write(xml).close();
+  } catch (err) {
+    if (err instanceof XmlParseError) throw err;
+    throw new XmlParseError(err instanceof Error ? err.message : String(err));
   }
-  if (stack.length > 0) throw new XmlParseError(`unclosed element ${stack.at(-1)!.name}`);
   if (!root) throw new XmlParseError('empty document');
   return root;
 }
