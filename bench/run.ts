@@ -4,7 +4,6 @@
 // the AMQP, QMP, INSERT and file floors in the same run, and the stop→row lifecycle latency; every
 // measurement is repeated and the medians are printed, written as JSON and drawn as SVG in bench/results/.
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -194,9 +193,6 @@ async function main(): Promise<void> {
   const lifecycleRuns: LifecycleRun[] = [];
   for (let rep = 0; rep < opts.repeats; rep++) {
     progress(`repeat ${rep + 1}/${opts.repeats}: floors`);
-    // The floors come right after boots or the lifecycle's stops and starts, whose rows, events and
-    // notifications are still being written for a moment: let the machine settle, or the first floor pays.
-    await sleep(1000);
     for (const [name, f] of Object.entries(floorCalls) as [FloorName, (typeof floorCalls)[FloorName]][]) {
       for (const c of f.conc) {
         const p = phaseOf(await load(opts, c, f.call));
