@@ -61,6 +61,8 @@ export function parseProcStat(text: string): ProcStat | null {
 }
 
 const kernelTextBuf = Buffer.allocUnsafe(4096);
+/** The files read here are a few hundred bytes; anything past this is not one of them. */
+const KERNEL_TEXT_MAX = 1 << 20;
 
 /**
  * A small kernel-generated file (/proc/<pid>/stat, /sys counters), read synchronously: the kernel answers
@@ -68,7 +70,7 @@ const kernelTextBuf = Buffer.allocUnsafe(4096);
  * trips (open, fstat, read, close), which under load put milliseconds on the diagnostics path. One open,
  * reads into a shared buffer until the end (a seq_file hands out whole lines per read), one close:
  * readFileSync's size probe and growing buffers made it about twice as slow (30 against 15 microseconds a
- * file, measured on the bench machine).
+ * file, measured on the bench machine). Null when missing, unreadable or over a MiB.
  */
 export function readKernelText(file: string): string | null {
   let fd: number;
@@ -83,6 +85,7 @@ export function readKernelText(file: string): string | null {
       const n = readSync(fd, kernelTextBuf, 0, kernelTextBuf.length, null);
       if (n === 0) return text;
       text += kernelTextBuf.toString('latin1', 0, n);
+      if (text.length > KERNEL_TEXT_MAX) return null;
     }
   } catch {
     return null;
