@@ -4,6 +4,7 @@
 // calls the monitor can answer keep being answered. Put together in src/main/compute-stores.ts.
 
 import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
 import type { RequestContext } from '../context.js';
 import type {
   ActionEventHandle,
@@ -108,6 +109,12 @@ export class DatabaseInstanceStore implements InstanceStore {
     await this.writes.write('instances.updateStates', { uuid, update }, [], async () => void (await this.repo.updateStates(uuid, update)), () => undefined);
   }
 
+  /** updateStates as a statement not yet run, for a caller that writes it with another row; the cache as updateStates leaves it. */
+  statesStatement(uuid: string, { progress: _progress, ...update }: InstanceStatesUpdate): Knex.QueryBuilder {
+    this.cache.patch(uuid, update);
+    return this.repo.statesUpdate(uuid, update);
+  }
+
   private remembered(row: InstanceRow | null): InstanceRecord | null {
     return row ? this.cache.remember(record(row)) : null;
   }
@@ -128,7 +135,7 @@ export class DatabaseActionStore implements ActionStore {
   constructor(
     private readonly repo: KnexInstanceActionRepository,
     private readonly writes: DurableWrites,
-    private readonly instances: { repo: KnexInstanceRepository; store: DatabaseInstanceStore; cache: InstanceCache },
+    private readonly instances: DatabaseInstanceStore,
   ) {}
 
   /**
@@ -168,18 +175,16 @@ export class DatabaseActionStore implements ActionStore {
    */
   async saveAndFinishEvent(ctx: RequestContext, handle: ActionEventHandle, save: Parameters<NonNullable<ActionStore['saveAndFinishEvent']>>[2]): Promise<void> {
     const w = this.writes;
-    const { progress: _progress, ...states } = save.update;
     const eventId = handle.eventId ?? 0;
-    this.instances.cache.patch(save.uuid, states);
     const both = await w.direct(
       async () => {
-        await this.repo.finishEvent(w.resolveId(eventId), 'Success', null, null, this.instances.repo.statesUpdate(save.uuid, states));
+        await this.repo.finishEvent(w.resolveId(eventId), 'Success', null, null, this.instances.statesStatement(save.uuid, save.update));
         return true;
       },
       [handle.actionId ?? 0, eventId],
     );
     if (both.value) return;
-    await this.instances.store.updateStates(save.uuid, save.update);
+    await this.instances.updateStates(save.uuid, save.update);
     await this.eventFinish(ctx, handle, { result: 'Success', details: null, traceback: null });
   }
 

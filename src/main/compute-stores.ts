@@ -61,13 +61,11 @@ export function createComputeStores(db: Database, logger?: Logger, options: Comp
   const writes = openSpool(db, log, options);
   const diagnostics = new DatabaseDiagnosticsStore(new KnexDiagnosticsRepository(db), writes);
   const tokens = new DatabaseConsoleTokenStore(new KnexConsoleAuthTokenRepository(db));
-  const instanceRepo = new KnexInstanceRepository(db);
-  const cache = new InstanceCache();
-  const instances = new DatabaseInstanceStore(instanceRepo, writes, cache, log);
+  const instances = new DatabaseInstanceStore(new KnexInstanceRepository(db), writes, new InstanceCache(), log);
   return {
     instances,
     faults: new DatabaseFaultStore(new KnexInstanceFaultRepository(db), writes),
-    actions: new DatabaseActionStore(new KnexInstanceActionRepository(db), writes, { repo: instanceRepo, store: instances, cache }),
+    actions: new DatabaseActionStore(new KnexInstanceActionRepository(db), writes, instances),
     tokens,
     diagnostics,
     audit: new DatabaseMonitorAuditStore(new KnexMonitorAuditRepository(db), writes),
