@@ -92,10 +92,7 @@ async function main(): Promise<void> {
         const service = ServiceProcess.start(setup, v);
         const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
         try {
-          for (let ready = false; !ready; ) {
-            if (service.exited) throw new Error(`novamon-compute (${v.name}) exited:\n${service.logTail()}`);
-            ready = await caller.hostUptime(2000).then(() => true, () => false);
-          }
+          await service.waitAnswering(caller, `novamon-compute (${v.name})`);
           const pids = componentPids(service.pid, guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
           for (const method of methods) {
             let before: CpuComponents | null = null;

@@ -112,17 +112,8 @@ async function main(): Promise<void> {
   onCleanup('novamon-compute', () => service.stop());
   const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
   onCleanup('rpc client', () => caller.close());
-  const readyBy = Date.now() + 120_000;
   const tStart = performance.now();
-  for (;;) {
-    if (service.exited) throw new Error(`novamon-compute exited during start-up:\n${service.logTail()}`);
-    try {
-      await caller.hostUptime(2000);
-      break;
-    } catch (err) {
-      if (Date.now() > readyBy) throw new Error(`novamon-compute did not answer get_host_uptime within 120 s (${String(err)}):\n${service.logTail()}`, { cause: err });
-    }
-  }
+  await service.waitAnswering(caller);
   const startupSec = (performance.now() - tStart) / 1000;
   const rssAfterStart = sampleProcess(service.pid);
   progress(`novamon-compute ready in ${startupSec.toFixed(1)} s (pid ${service.pid}, RSS ${(rssAfterStart.rssKiB / 1024).toFixed(1)} MiB)`);

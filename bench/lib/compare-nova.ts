@@ -93,16 +93,7 @@ async function measureAll(opts: BenchOptions, who: string, call: Serve, guests: 
 
 /** Waits until the service answers, then touches every guest once (monitor connections, discovery). */
 async function serviceReady(caller: ComputeCaller, service: ServiceProcess, guests: readonly AnchorGuest[]): Promise<void> {
-  const readyBy = Date.now() + 120_000;
-  for (;;) {
-    if (service.exited) throw new Error(`novamon-compute (libvirt) exited during start-up:\n${service.logTail()}`);
-    try {
-      await caller.hostUptime(2000);
-      break;
-    } catch (err) {
-      if (Date.now() > readyBy) throw new Error(`novamon-compute (libvirt) did not answer within 120 s:\n${service.logTail()}`, { cause: err });
-    }
-  }
+  await service.waitAnswering(caller, 'novamon-compute (libvirt)');
   for (const g of guests) await caller.call('get_instance_diagnostics', g).catch((err: unknown) => progress(`  warning: ${g.name}: ${String(err)}`));
 }
 

@@ -142,6 +142,23 @@ export class ServiceProcess {
     return this.child.pid;
   }
 
+  /**
+   * Resolves once the service answers get_host_uptime through `caller`; fails as soon as it exits, or when
+   * it has not answered within `timeoutMs`.
+   */
+  async waitAnswering(caller: { hostUptime(timeoutMs: number): Promise<unknown> }, label = 'novamon-compute', timeoutMs = 120_000): Promise<void> {
+    const readyBy = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.exited) throw new Error(`${label} exited during start-up:\n${this.logTail()}`);
+      try {
+        await caller.hostUptime(2000);
+        return;
+      } catch (err) {
+        if (Date.now() > readyBy) throw new Error(`${label} did not answer get_host_uptime within ${timeoutMs / 1000} s (${String(err)}):\n${this.logTail()}`, { cause: err });
+      }
+    }
+  }
+
   get exited(): boolean {
     return this.child.exitCode !== null || this.child.signalCode !== null;
   }
