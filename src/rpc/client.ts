@@ -146,7 +146,7 @@ export class RpcClient {
       const timer = setTimeout(() => {
         this.pending.delete(msgId);
         reject(new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId}`));
-        this.recoverAfterTimeout();
+        this.recoverAfterTimeout(s);
       }, remaining);
       this.pending.set(msgId, { resolve, reject, timer, result: null });
       try {
@@ -270,13 +270,15 @@ export class RpcClient {
   }
 
   /**
-   * After a call timed out: the session is replaced, on the same reply queue when our probe still comes
-   * back through it, on a new one when it does not (in a cluster the queue can vanish with its node after
-   * we re-declared it). One recovery at a time.
+   * After a call published on session `s` timed out: the session is replaced, on the same reply queue when
+   * our probe still comes back through it, on a new one when it does not (in a cluster the queue can vanish
+   * with its node after we re-declared it). One recovery at a time. A call from a session already replaced
+   * (a reconnect, an earlier recovery) says nothing about the current one: after a broker restart, every
+   * call it lost times out in turn, and each used to replace the session again, failing the calls racing
+   * the close.
    */
-  private recoverAfterTimeout(): void {
-    const s = this.session;
-    if (this.recovering || this.closed || !s?.alive) return;
+  private recoverAfterTimeout(s: Session): void {
+    if (this.recovering || this.closed || !s.alive || this.session !== s) return;
     this.recovering = true;
     this.replyQueueDelivers(s.ch)
       .then((delivers) => {
@@ -289,11 +291,16 @@ export class RpcClient {
         } else {
           this.renewReplyQueue('stopped delivering');
         }
+        // Later calls wait for the new session; the old channels stay open until it consumes (replies to
+        // calls still in flight wait in the reply queue for either consumer), so a call that took the old
+        // session just before the switch is not failed by a closing channel.
         this.session = null;
-        s.alive = false;
-        void closeChannels(s);
-        // Consume again at once: replies to calls still in flight wait in the reply queue for us.
-        this.getSession(this.opTimeoutMs).catch((err: unknown) => this.log.warn({ err: String(err) }, 'RPC client could not reopen its channel'));
+        this.getSession(this.opTimeoutMs)
+          .catch((err: unknown) => this.log.warn({ err: String(err) }, 'RPC client could not reopen its channel'))
+          .finally(() => {
+            s.alive = false;
+            void closeChannels(s);
+          });
       })
       .catch(() => undefined)
       .finally(() => {
