@@ -12,7 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed, onTestFinished } from 'vitest';
 import { WebSocket } from 'ws';
 import { KnexConsoleAuthTokenRepository } from '../../src/db/console-auth-token-repository.js';
 import { KnexInstanceRepository } from '../../src/db/instance-repository.js';
@@ -385,6 +385,11 @@ describe('novamon-novncproxy refusals against a real guest', () => {
 
 describe('novamon-novncproxy under load', () => {
   it('carries 50 concurrent bridges (real guests and echo servers) and closes them all cleanly', async () => {
+    // A bridge that stays silent has twice gone unexplained in full-suite runs: keep what the services said.
+    onTestFailed(() => {
+      const tail = (name: 'compute' | 'proxy') => logs[name]?.join('').split('\n').slice(-80).join('\n');
+      writeFileSync(path.join(ARTIFACTS, 'consoleproxy-load-failure.log'), `--- proxy\n${tail('proxy')}\n--- compute\n${tail('compute')}\n`);
+    });
     // Echo servers standing in for VNC servers on a second "compute host" that answers validate_console_port.
     const echoSockets = new Set<net.Socket>();
     let echoAccepted = 0;
