@@ -3,20 +3,23 @@
 // are answered before the WebSocket handshake and before anything connects to the guest.
 
 import http, { type IncomingMessage } from 'node:http';
-import net, { type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../logging.js';
 import { ConsoleRefused, type ConsoleAuthorizer, type ConsoleTarget } from './authorizer.js';
 import { ConsoleBridge, type BridgeOptions, type BridgeStats } from './bridge.js';
+import { GuestConnector } from './guest-connector.js';
 import { ConsoleStaticFiles } from './static.js';
 import { extractToken } from './token.js';
 
 export interface NovncProxyOptions {
   authorizer: Pick<ConsoleAuthorizer, 'authorize'>;
   logger: Logger;
-  /** Bound on connecting to the guest's VNC server (and on the CONNECT exchange). Default 10 s. */
+  /** Bound on reaching the guest's VNC server: its turn, the connection, CONNECT, the greeting. Default 10 s. */
   connectTimeoutMs?: number;
+  /** A VNC server that accepted but has not greeted in this long is dialled again. Default 2 s. */
+  greetingTimeoutMs?: number;
   /** Bridges open at once; further requests get 503. Default 1024. */
   maxBridges?: number;
   /** Largest WebSocket message accepted from a browser. Default 4 MiB. */
@@ -42,6 +45,7 @@ export class NovncProxy {
   private readonly pending = new Set<Duplex>();
   private readonly files: ConsoleStaticFiles;
   private readonly connectTimeoutMs: number;
+  private readonly guests: GuestConnector;
   private readonly maxBridges: number;
   private readonly counters = { accepted: 0, refused: 0 };
   private closing: Promise<void> | null = null;
@@ -51,6 +55,7 @@ export class NovncProxy {
     this.files = opts.staticFiles ?? new ConsoleStaticFiles();
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.maxBridges = opts.maxBridges ?? 1024;
+    this.guests = new GuestConnector({ timeoutMs: this.connectTimeoutMs, greetingTimeoutMs: opts.greetingTimeoutMs, logger: this.log });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: opts.maxPayload ?? 4 * 1024 * 1024,
@@ -75,7 +80,7 @@ export class NovncProxy {
       this.server.once('error', onError);
       this.server.listen(port, host, () => {
         this.server.off('error', onError);
-        const addr = this.server.address() as net.AddressInfo;
+        const addr = this.server.address() as AddressInfo;
         this.log.info({ host: addr.address, port: addr.port }, 'console proxy listening');
         resolve({ host: addr.address, port: addr.port });
       });
@@ -125,7 +130,7 @@ export class NovncProxy {
     const origin = header(req, 'origin') ?? header(req, 'sec-websocket-origin');
     const target = await this.opts.authorizer.authorize({ token: extractToken(req.url ?? '/', header(req, 'cookie')), origin, host: header(req, 'host') });
     if (socket.destroyed) return;
-    const guest = await connectGuest(target, this.connectTimeoutMs).catch((err: unknown) => {
+    const guest = await this.guests.connect(target).catch((err: unknown) => {
       throw new ConsoleRefused('validation-failed', `Cannot reach the console at ${target.host}:${target.port}: ${String(err)}`, target.instanceUuid, 502);
     });
     if (socket.destroyed || this.closing) {
@@ -180,52 +185,4 @@ function reject(socket: Duplex, status: number, message: string): void {
   );
   // A client that never reads its answer must not keep the socket.
   setTimeout(() => socket.destroy(), 1000).unref();
-}
-
-/** Connects to the guest's console, and speaks Nova's CONNECT preamble when the token asks for it. */
-export function connectGuest(target: Pick<ConsoleTarget, 'host' | 'port' | 'internalAccessPath'>, timeoutMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: target.host, port: target.port });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      sock.destroy();
-      reject(err);
-    };
-    sock.once('error', fail);
-    sock.once('connect', () => {
-      if (!target.internalAccessPath) {
-        clearTimeout(timer);
-        sock.off('error', fail);
-        // Until the bridge listens, an error only has to close the socket (the bridge sees it destroyed).
-        sock.on('error', () => undefined);
-        resolve(sock);
-        return;
-      }
-      sock.write(`CONNECT ${target.internalAccessPath} HTTP/1.1\r\n\r\n`);
-      let head = Buffer.alloc(0);
-      const onData = (chunk: Buffer) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf('\r\n\r\n');
-        if (end < 0) {
-          if (head.length > 8192) fail(new Error('CONNECT answer too long'));
-          return;
-        }
-        sock.off('data', onData);
-        const status = head.subarray(0, head.indexOf('\r\n')).toString('latin1');
-        if (!/^HTTP\/1\.[01] 200\b/.test(status)) return fail(new Error(`CONNECT refused: ${status}`));
-        clearTimeout(timer);
-        sock.off('error', fail);
-        sock.on('error', () => undefined);
-        sock.pause();
-        const rest = head.subarray(end + 4);
-        if (rest.length > 0) sock.unshift(rest);
-        resolve(sock);
-      };
-      sock.on('data', onData);
-    });
-  });
 }

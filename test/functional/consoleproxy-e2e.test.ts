@@ -390,7 +390,8 @@ describe('novamon-novncproxy under load', () => {
       const tail = (name: 'compute' | 'proxy') => logs[name]?.join('').split('\n').slice(-80).join('\n');
       writeFileSync(path.join(ARTIFACTS, 'consoleproxy-load-failure.log'), `--- proxy\n${tail('proxy')}\n--- compute\n${tail('compute')}\n`);
     });
-    // Echo servers standing in for VNC servers on a second "compute host" that answers validate_console_port.
+    // Echo servers standing in for VNC servers (they greet first, as RFB servers do) on a second "compute
+    // host" that answers validate_console_port.
     const echoSockets = new Set<net.Socket>();
     let echoAccepted = 0;
     const echoServers = await Promise.all(
@@ -400,6 +401,7 @@ describe('novamon-novncproxy under load', () => {
           echoSockets.add(c);
           c.on('close', () => echoSockets.delete(c));
           c.on('error', () => undefined);
+          c.write('RFB 003.008\n');
           c.pipe(c);
         });
         await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
@@ -449,6 +451,7 @@ describe('novamon-novncproxy under load', () => {
 
     const payloadBytes = 256 * 1024;
     const echoResults = echoWs.map(async ({ ws, r }) => {
+      expect((await r.take(12)).toString()).toBe('RFB 003.008\n');
       const payload = randomBytes(payloadBytes);
       for (let off = 0; off < payload.length; off += 16 * 1024) ws.send(payload.subarray(off, off + 16 * 1024));
       const back = await r.take(payload.length, 60_000);
