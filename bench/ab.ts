@@ -9,7 +9,9 @@
 //   npm run bench:ab -- [--guests 16] [--rounds 3] [--in-flight 32] [--window-ms 4000] [--warmup-ms 1500]
 //                       [--methods a,b] VARIANT...
 //   VARIANT: base | node:--flag[,--flag...] (node flags after the launcher's) | env:NAME=VALUE (service env)
+//            | tree:PATH (novamon-compute from another built checkout, e.g. a `git worktree` of another commit)
 
+import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +29,7 @@ interface Variant {
   name: string;
   nodeArgs: string[];
   env: Record<string, string>;
+  root?: string;
 }
 
 export function parseVariant(spec: string): Variant {
@@ -36,9 +39,14 @@ export function parseVariant(spec: string): Variant {
     if (flags.length === 0 || !flags.every((f) => /^--[a-z0-9-]+(=\S+)?$/.test(f))) throw new Error(`bad node flags in ${spec}`);
     return { name: spec, nodeArgs: flags, env: {} };
   }
+  if (spec.startsWith('tree:')) {
+    const root = path.resolve(spec.slice(5));
+    if (!existsSync(path.join(root, 'dist', 'src', 'main'))) throw new Error(`${spec}: no built checkout there (run npm run build in it)`);
+    return { name: spec, nodeArgs: [], env: {}, root };
+  }
   const m = /^env:([A-Z_][A-Z0-9_]*)=(.*)$/.exec(spec);
   if (m?.[1] !== undefined && m[2] !== undefined) return { name: spec, nodeArgs: [], env: { [m[1]]: m[2] } };
-  throw new Error(`unknown variant ${spec}: base, node:--flag[,--flag] or env:NAME=VALUE`);
+  throw new Error(`unknown variant ${spec}: base, node:--flag[,--flag], env:NAME=VALUE or tree:PATH`);
 }
 
 const COMPONENTS = ['service', 'rabbitmq', 'postgres', 'bench', 'machine'] as const;

@@ -21,21 +21,20 @@ export function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> 
 }
 
 /**
- * A deliberately minimal QMP client: newline-framed JSON, replies matched by id, commands pipelined. It
- * does no validation beyond that, so its round trip is QEMU's plus the socket's.
+ * A deliberately minimal QMP client: commands written bare (no id: QEMU reads its monitor a byte at a
+ * time, so each byte costs it), replies taken in order, commands pipelined. It does no validation beyond
+ * that, so its round trip is QEMU's plus the socket's.
  */
 export class RawQmp {
   private buf = '';
-  private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly pending: Array<{ resolve: (v: unknown) => void; reject: (e: Error) => void }> = [];
   private greeted: (() => void) | null = null;
 
   private constructor(private readonly sock: net.Socket) {
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => this.onData(chunk));
     sock.on('close', () => {
-      for (const p of this.pending.values()) p.reject(new Error('QMP socket closed'));
-      this.pending.clear();
+      for (const p of this.pending.splice(0)) p.reject(new Error('QMP socket closed'));
     });
     sock.on('error', () => undefined);
   }
@@ -53,11 +52,11 @@ export class RawQmp {
   }
 
   execute(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
-    const id = this.nextId++;
-    const msg = JSON.stringify(args ? { execute: command, arguments: args, id } : { execute: command, id });
-    const reply = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.sock.write(msg + '\n');
-    return bounded(reply, timeoutMs, `QMP ${command}`).finally(() => this.pending.delete(id));
+    const msg = JSON.stringify(args ? { execute: command, arguments: args } : { execute: command });
+    const reply = new Promise<unknown>((resolve, reject) => this.pending.push({ resolve, reject }));
+    this.sock.write(msg);
+    // A timed-out command keeps its place: its reply, when it comes, is still the next one in order.
+    return bounded(reply, timeoutMs, `QMP ${command}`);
   }
 
   close(): void {
@@ -77,8 +76,8 @@ export class RawQmp {
         this.greeted = null;
         continue;
       }
-      if (typeof msg['id'] !== 'number') continue; // an event
-      const p = this.pending.get(msg['id']);
+      if (!('return' in msg) && !('error' in msg)) continue; // an event
+      const p = this.pending.shift();
       if (!p) continue;
       if ('error' in msg) p.reject(new Error(`QMP error: ${JSON.stringify(msg['error'])}`));
       else p.resolve(msg['return']);

@@ -121,14 +121,18 @@ export class ServiceProcess {
     readonly logFile: string,
   ) {}
 
-  /** `variant`: node flags after the launcher's (the last of a flag wins) and environment, for `npm run bench:ab`. */
-  static start(setup: ServiceSetup, variant: { nodeArgs?: string[]; env?: Record<string, string> } = {}): ServiceProcess {
+  /**
+   * `variant`, for `npm run bench:ab`: node flags after the launcher's (the last of a flag wins), environment,
+   * and the built checkout to run novamon-compute from (another commit's, say; default this one).
+   */
+  static start(setup: ServiceSetup, variant: { nodeArgs?: string[]; env?: Record<string, string>; root?: string } = {}): ServiceProcess {
     const logFile = path.join(setup.tmpDir, 'novamon-compute.log');
     const out = createWriteStream(logFile);
     const nodeArgs = setup.profileDir ? ['--cpu-prof', '--cpu-prof-dir', setup.profileDir] : [];
-    const script = path.join(REPO_ROOT, 'bin', 'novamon-compute.js');
+    const root = variant.root ?? REPO_ROOT;
+    const script = path.join(root, 'bin', 'novamon-compute.js');
     const child = spawn(process.execPath, [...nodeArgs, ...shebangNodeFlags(script), ...(variant.nodeArgs ?? []), script, '--config-file', setup.configFile], {
-      cwd: REPO_ROOT,
+      cwd: root,
       env: { ...process.env, NOVAMON_LOG_LEVEL: process.env['NOVAMON_BENCH_LOG_LEVEL'] ?? 'warn', ...variant.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -90,3 +90,30 @@ export function parseQmpLine(line: string): QmpMessage {
 function preview(line: string): string {
   return JSON.stringify(line.length > 120 ? `${line.slice(0, 120)}…` : line);
 }
+
+// QEMU answers a command line it cannot take (nesting deeper than 1024, a token over 64 MiB) with
+// replies of its own, which would shift every later reply onto the wrong command: such lines never leave.
+const MAX_COMMAND_DEPTH = 64;
+const MAX_COMMAND_LENGTH = 1024 * 1024;
+
+/**
+ * A command as QEMU reads it: no id, no whitespace, no newline (its parser ends a command at the closing
+ * brace). Throws on arguments JSON cannot carry, or that QEMU's parser would refuse.
+ */
+export function commandLine(command: string, args: Record<string, unknown> | undefined): string {
+  const line = JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args });
+  if (line.length > MAX_COMMAND_LENGTH) throw new RangeError(`QMP command ${command} is ${line.length} characters, over ${MAX_COMMAND_LENGTH}`);
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_COMMAND_DEPTH) throw new RangeError(`QMP command ${command} nests deeper than ${MAX_COMMAND_DEPTH}`);
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return line;
+}

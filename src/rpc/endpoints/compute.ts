@@ -7,6 +7,7 @@ import type { ComputeForensics } from '../../compute/forensics.js';
 import type { ComputeManager } from '../../compute/manager.js';
 import type { RequestContext } from '../../context.js';
 import { Invalid } from '../../exception.js';
+import { commandLine } from '../../qmp/framing.js';
 import type { MonitorCommand } from '../../virt/driver.js';
 import type { RpcEndpoint } from '../dispatcher.js';
 import { diagnosticsPrimitive } from '../objects/diagnostics.js';
@@ -51,6 +52,11 @@ export function parseMonitorCommand(command: unknown, hmp: unknown): MonitorComm
   }
   const result = qmpCommand.safeParse(parsed);
   if (!result.success) throw new Invalid('Invalid argument command: QMP needs {"execute": NAME, "arguments": {...}}');
+  try {
+    commandLine(result.data.execute, result.data.arguments);
+  } catch (err) {
+    throw new Invalid(`Invalid argument command: ${(err as Error).message}`);
+  }
   return { kind: 'qmp', execute: result.data.execute, arguments: result.data.arguments };
 }
 

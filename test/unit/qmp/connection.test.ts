@@ -112,21 +112,32 @@ describe('QmpConnection handshake', () => {
 });
 
 describe('QmpConnection commands', () => {
-  it('correlates replies by id even when they come out of order', async () => {
+  it('writes each command bare (no id, whitespace or newline) and matches replies in the order QEMU gives them', async () => {
     const { conn, client } = await setup();
     const a = conn.execute('query-a');
     const b = conn.execute('query-b', { x: 1 });
     const c = conn.execute('query-c');
     const cmds = [await client.nextCommand(), await client.nextCommand(), await client.nextCommand()];
-    expect(cmds.map((x) => x.execute)).toEqual(['query-a', 'query-b', 'query-c']);
-    expect(cmds[1]!.arguments).toEqual({ x: 1 });
-    const ids = cmds.map((x) => x.id as number);
-    expect(ids[0]! < ids[1]! && ids[1]! < ids[2]!).toBe(true);
-    client.reply(cmds[2]!, 'C');
+    expect(client.rawReceived).toBe('{"execute":"qmp_capabilities"}{"execute":"query-a"}{"execute":"query-b","arguments":{"x":1}}{"execute":"query-c"}');
+    expect(conn.pendingCount).toBe(3);
     client.reply(cmds[0]!, 'A');
-    client.reply(cmds[1]!, 'B');
-    await expect(Promise.all([a, b, c])).resolves.toEqual(['A', 'B', 'C']);
+    client.fail(cmds[1]!, 'GenericError', 'B refused');
+    client.reply(cmds[2]!, 'C');
+    await expect(a).resolves.toBe('A');
+    await expect(b).rejects.toMatchObject({ command: 'query-b', desc: 'B refused' });
+    await expect(c).resolves.toBe('C');
     expect(conn.pendingCount).toBe(0);
+  });
+
+  it('refuses, unwritten, a command QEMU\'s parser would answer with errors of its own', async () => {
+    const { conn, client } = await setup({ onCommand: (cmd, c) => c.reply(cmd, 'ok') });
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    await expect(conn.execute('x', { deep })).rejects.toThrow(/nests deeper than 64/);
+    await expect(conn.execute('x', { big: 'a'.repeat(2 * 1024 * 1024) })).rejects.toThrow(/over 1048576/);
+    // Brackets inside strings are data, not nesting.
+    await expect(conn.execute('x', { s: '[[[[{{{{\\"'.repeat(100) })).resolves.toBe('ok');
+    expect(client.received.map((c) => c.execute)).toEqual(['qmp_capabilities', 'x']);
   });
 
   it('handles several messages in one chunk and a message split across chunks', async () => {
@@ -192,13 +203,14 @@ describe('QmpConnection commands', () => {
     expect(client.received[1]).toMatchObject({ execute: 'human-monitor-command', arguments: { 'command-line': 'info status' } });
   });
 
-  it('ignores a reply with a foreign id and keeps working', async () => {
+  it('ignores replies with an id (novamon sends none) and replies with nothing waiting, and keeps working', async () => {
     const { conn, client } = await setup();
+    client.send({ return: 'nothing waits for this' });
+    await new Promise((r) => setTimeout(r, 20));
     const p = conn.execute('query-status');
     const cmd = await client.nextCommand();
     client.send({ return: 'stranger', id: 'not-ours' });
     client.send({ return: 'stranger', id: 9999 });
-    client.send({ return: 'no id at all' });
     client.reply(cmd, 'mine');
     await expect(p).resolves.toBe('mine');
     expect(conn.closed).toBe(false);
@@ -217,21 +229,22 @@ describe('QmpConnection commands', () => {
     const { conn, client } = await setup();
     const slow = conn.execute('slow', undefined, { timeoutMs: 50 }).catch((e: unknown) => e);
     const slowCmd = await client.nextCommand();
-    // The timeout is followed by a liveness ping; the monitor answers it, so this is a plain timeout.
+    // The timeout is followed by a liveness ping, which QEMU answers after the slow command (it answers
+    // in order): the late reply must not be taken for the ping's, and this is a plain timeout.
     const ping = await client.nextCommand();
     expect(ping.execute).toBe('query-version');
+    expect(conn.pendingCount).toBe(1);
+    const next = conn.execute('fast');
+    const nextCmd = await client.nextCommand();
+    client.reply(slowCmd, 'late');
     client.reply(ping, {});
     const err = await slow;
     expect(err).toBeInstanceOf(QmpTimeoutError);
     expect(err).toMatchObject({ command: 'slow', timeoutMs: 50, unresponsive: false });
-    expect(conn.pendingCount).toBe(0);
     expect(conn.unresponsive).toBe(false);
-
-    const next = conn.execute('fast');
-    const nextCmd = await client.nextCommand();
-    client.reply(slowCmd, 'late'); // must not be taken for 'fast'
     client.reply(nextCmd, 'on time');
     await expect(next).resolves.toBe('on time');
+    expect(conn.pendingCount).toBe(0);
     expect(conn.closed).toBe(false);
   });
 
@@ -251,10 +264,13 @@ describe('QmpConnection commands', () => {
     }
     expect(performance.now() - t1).toBeLessThan(50);
     expect(client.received.map((c) => c.execute)).toEqual(['qmp_capabilities', 'query-status', 'query-version']);
-    // QEMU thaws: its late answer to the ping brings the connection back, with no reconnect.
-    expect((await client.nextCommand()).execute).toBe('query-status');
+    // QEMU thaws and answers in order: the late query-status, then the ping; the connection is back,
+    // with no reconnect.
+    const late = await client.nextCommand();
+    expect(late.execute).toBe('query-status');
     const ping = await client.nextCommand();
     expect(ping.execute).toBe('query-version');
+    client.reply(late, { status: 'paused' });
     client.reply(ping, { qemu: { major: 7 } });
     await new Promise((r) => setTimeout(r, 20));
     expect(conn.unresponsive).toBe(false);

@@ -28,6 +28,8 @@ export const GREETING = {
 
 export class FakeClient {
   readonly received: FakeCommand[] = [];
+  /** Every byte the client wrote, as written. */
+  rawReceived = '';
   readonly #queue: FakeCommand[] = [];
   readonly #waiters: ((c: FakeCommand) => void)[] = [];
   readonly closed: Promise<void>;
@@ -40,13 +42,15 @@ export class FakeClient {
     socket.setEncoding('utf8');
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => undefined);
+    // As QEMU's parser does: a command ends at the brace that closes its object, newline or not.
     socket.on('data', (chunk: string) => {
+      this.rawReceived += chunk;
       this.#buf += chunk;
-      let nl: number;
-      while ((nl = this.#buf.indexOf('\n')) !== -1) {
-        const line = this.#buf.slice(0, nl);
-        this.#buf = this.#buf.slice(nl + 1);
-        if (line.trim() !== '') this.#onCommand(JSON.parse(line) as FakeCommand);
+      let end: number;
+      while ((end = objectEnd(this.#buf)) !== -1) {
+        const text = this.#buf.slice(0, end);
+        this.#buf = this.#buf.slice(end);
+        this.#onCommand(JSON.parse(text) as FakeCommand);
       }
     });
     if (opts.greet ?? true) this.send(GREETING);
@@ -146,4 +150,20 @@ export class FakeQmpPeer {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Where the first complete JSON object in `buf` ends (leading whitespace included), or -1. */
+function objectEnd(buf: string): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < buf.length; i++) {
+    const c = buf[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') depth++;
+    else if ((c === '}' || c === ']') && --depth === 0) return i + 1;
+  }
+  return -1;
 }

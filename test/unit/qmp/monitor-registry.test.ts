@@ -158,9 +158,16 @@ describe('QmpMonitorRegistry', () => {
   });
 
   it('applies commandTimeoutMs by default and lets a call override it; the connection survives', async () => {
+    // QEMU answers in order: a slow command holds back the ones behind it. Each 'hang' outlasts its
+    // timeout and is answered well within the liveness ping's (80 ms) that follows.
+    let answered = Promise.resolve();
+    const hangMs = [120, 60];
     const peer = await startPeer({
       onCommand: (cmd, c) => {
-        if (cmd.execute !== 'hang') c.reply(cmd, 'ok');
+        answered = answered.then(async () => {
+          if (cmd.execute === 'hang') await new Promise((r) => setTimeout(r, hangMs.shift()));
+          c.reply(cmd, 'ok');
+        });
       },
     });
     const reg = newRegistry(80);

@@ -93,5 +93,8 @@ describe('compute RPC endpoint', () => {
     expect(parseMonitorCommand('info vnc', true)).toEqual({ kind: 'hmp', commandLine: 'info vnc' });
     expect(() => parseMonitorCommand('info vnc', false)).toThrow(Invalid);
     expect(() => parseMonitorCommand('{"execute":"x","bogus":1}', false)).toThrow(Invalid);
+    // Deeper than QEMU's parser takes without answering errors of its own: refused before the monitor.
+    const deep = `{"execute":"x","arguments":{"a":${'['.repeat(100)}${']'.repeat(100)}}}`;
+    expect(() => parseMonitorCommand(deep, false)).toThrow(/nests deeper than 64/);
   });
 });
