@@ -1,7 +1,7 @@
 // `npm run bench:ab`: an A/B of novamon-compute variants over the same guests. Starts the guests once, then
 // for every round starts the service once per variant (a fresh database each time), loads each method at
 // one concurrency, and prints per variant the median over rounds of calls/s and of the CPU seconds per
-// 1,000 calls spent by the service, RabbitMQ, PostgreSQL, the load generator and the whole machine.
+// 1,000 calls spent by the service, RabbitMQ, PostgreSQL, the guests' QEMUs, the load generator and the whole machine.
 // Rounds interleave the variants, so a machine that slows down for a while hurts them alike; CPU per call
 // is steadier than calls/s on a shared machine. The launcher's young-generation cap, the AMQP write
 // coalescing and the unconfirmed calls were judged with the scratch harness this grew from (docs/bench.md).
@@ -49,7 +49,7 @@ export function parseVariant(spec: string): Variant {
   throw new Error(`unknown variant ${spec}: base, node:--flag[,--flag], env:NAME=VALUE or tree:PATH`);
 }
 
-const COMPONENTS = ['service', 'rabbitmq', 'postgres', 'bench', 'machine'] as const;
+const COMPONENTS = ['service', 'rabbitmq', 'postgres', 'qemu', 'bench', 'machine'] as const;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
