@@ -28,14 +28,18 @@ export class GuestConnector {
     this.greetingTimeoutMs = opts.greetingTimeoutMs ?? 2000;
   }
 
-  /** Resolves with a socket whose first bytes (the server's greeting) are still unread, paused. */
-  connect(target: GuestAddress): Promise<Socket> {
+  /**
+   * Resolves with a socket whose first bytes (the server's greeting) are still unread, paused. Once
+   * `signal` is aborted (the browser went away while waiting its turn), nothing more is dialled.
+   */
+  connect(target: GuestAddress, signal?: AbortSignal): Promise<Socket> {
     const deadline = Date.now() + this.opts.timeoutMs;
-    return this.dialling.run(`${target.host}:${target.port}`, () => this.dial(target, deadline));
+    return this.dialling.run(`${target.host}:${target.port}`, () => this.dial(target, deadline, signal));
   }
 
-  private async dial(target: GuestAddress, deadline: number): Promise<Socket> {
+  private async dial(target: GuestAddress, deadline: number, signal: AbortSignal | undefined): Promise<Socket> {
     for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw new Error('given up: the request went away');
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new Error(attempt === 1 ? `timed out after ${this.opts.timeoutMs} ms` : `no greeting in ${this.opts.timeoutMs} ms (${attempt - 1} connections)`);

@@ -130,7 +130,9 @@ export class NovncProxy {
     const origin = header(req, 'origin') ?? header(req, 'sec-websocket-origin');
     const target = await this.opts.authorizer.authorize({ token: extractToken(req.url ?? '/', header(req, 'cookie')), origin, host: header(req, 'host') });
     if (socket.destroyed) return;
-    const guest = await this.guests.connect(target).catch((err: unknown) => {
+    const gone = new AbortController();
+    socket.once('close', () => gone.abort());
+    const guest = await this.guests.connect(target, gone.signal).catch((err: unknown) => {
       throw new ConsoleRefused('validation-failed', `Cannot reach the console at ${target.host}:${target.port}: ${String(err)}`, target.instanceUuid, 502);
     });
     if (socket.destroyed || this.closing) {

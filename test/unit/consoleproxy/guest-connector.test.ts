@@ -108,6 +108,18 @@ describe('GuestConnector', () => {
     if (second.status === 'fulfilled') expect(await firstBytes(second.value)).toBe(GREETING);
   });
 
+  it('does not dial for a request that went away while it waited its turn', async () => {
+    const { vnc, target } = await serve(() => 100);
+    const connector = new GuestConnector({ timeoutMs: 5000 });
+    const gone = new AbortController();
+    const first = connector.connect(target);
+    const second = connector.connect(target, gone.signal);
+    gone.abort();
+    expect(await firstBytes(await first)).toBe(GREETING);
+    await expect(second).rejects.toThrow('the request went away');
+    expect(vnc.accepted).toBe(1);
+  });
+
   it('refuses at once when nothing listens', async () => {
     const { target } = await serve(() => 0);
     await new Promise((r) => servers.pop()?.server.close(r));
