@@ -156,11 +156,15 @@ export interface ConsoleTokenStore {
     },
     ctx?: RequestContext,
   ): Promise<string>;
+  /** Nova's ConsoleAuthToken.clean_expired_console_auths: drops every expired token; how many, when known. */
+  cleanExpired(): Promise<number | null>;
 }
 
 export interface DiagnosticsStore {
   /** Queued and written in batches: resolves after the row is committed. */
   record(snapshot: { instanceUuid: string; host: string; state: string; diagnostics: Diagnostics | null; legacy: LegacyDiagnostics | null }): Promise<void>;
+  /** Retention: drops `host`'s snapshots captured before `cutoff`; returns how many. */
+  deleteOlderThan(cutoff: Date, host: string): Promise<number>;
 }
 
 export interface MonitorAuditStore {

@@ -214,6 +214,12 @@ export class ConductorConsoleTokenStore implements ConsoleTokenStore {
     if (typeof token !== 'string' || token.length === 0) throw new Error('the conductor authorised a console but returned no token');
     return token;
   }
+
+  /** nova-compute's periodic _cleanup_expired_console_auth_tokens: the conductor deletes them in Nova's database. */
+  async cleanExpired(): Promise<null> {
+    await this.conductor.classAction(conductorAdminContext(), 'ConsoleAuthToken', 'clean_expired_console_auths', []);
+    return null;
+  }
 }
 
 export function conductorStores(opts: ConductorStoresOptions): ConductorStores {

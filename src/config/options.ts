@@ -49,6 +49,8 @@ export const options = {
     report_interval: opt(int(0, 3600), 10,
       'Seconds between service heartbeats to nova-conductor when instance_store = conductor (Nova\'s option; 0 = none).'),
     executor_thread_pool_size: opt(int(1, 4096), 64, 'RPC messages handled concurrently by one server (bounded prefetch).'),
+    instance_delete_interval: opt(int(0, 86400), 300,
+      'Seconds between housekeeping rounds of novamon-compute: expired console tokens deleted (as nova-compute does on this period, Nova\'s option) and diagnostics snapshots past their retention; 0 = never.'),
     debug: opt(bool, false, 'Log at debug level.'),
     log_format: opt(z.enum(['pretty', 'json']), 'json', 'Log as JSON lines, or pretty-printed for a terminal.'),
     event_loop_warning_ms: opt(int(0, 60000), 200, 'Log a warning when the event loop is held this many ms (with the CPU time used); 0 = never.'),
@@ -61,6 +63,8 @@ export const options = {
     connection: opt(str.regex(/^(|postgres(ql)?:\/\/.*)$/, 'must be empty (embedded PGlite) or a postgresql:// URL'), '',
       'PostgreSQL URL; empty = embedded PGlite database under $state_path/db.'),
     max_pool_size: opt(int(1, 100), 5, 'Connections in the PostgreSQL pool.'),
+    diagnostics_retention_hours: opt(int(0, 87600), 168,
+      'Hours a diagnostics snapshot is kept in instance_diagnostics; each compute host drops its own older ones at every housekeeping round ([DEFAULT] instance_delete_interval). 0 = kept for ever.'),
   },
   libvirt: {
     connection_uri: opt(str, 'qemu:///system', 'libvirt URI used by compute_driver = libvirt.'),

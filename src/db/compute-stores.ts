@@ -210,8 +210,15 @@ export class DatabaseActionStore implements ActionStore {
 export class DatabaseConsoleTokenStore implements ConsoleTokenStore {
   private readonly batcher: WriteBehindBatcher<ConsoleAuthTokenInput>;
 
-  constructor(repo: KnexConsoleAuthTokenRepository, maxRows = 100) {
+  constructor(
+    private readonly repo: KnexConsoleAuthTokenRepository,
+    maxRows = 100,
+  ) {
     this.batcher = new WriteBehindBatcher({ maxDelayMs: 0, maxRows, write: (rows) => repo.createMany(rows) });
+  }
+
+  cleanExpired(): Promise<number> {
+    return this.repo.deleteExpired();
   }
 
   async authorize(t: Parameters<ConsoleTokenStore['authorize']>[0]): Promise<string> {
@@ -237,6 +244,10 @@ export class DatabaseDiagnosticsStore implements DiagnosticsStore {
   record(snapshot: Parameters<DiagnosticsStore['record']>[0]): Promise<void> {
     const capturedAt = new Date().toISOString();
     return this.writes.write('diagnostics.record', { ...snapshot, capturedAt }, [], () => this.repo.record({ ...snapshot, capturedAt: new Date(capturedAt) }), () => undefined);
+  }
+
+  deleteOlderThan(cutoff: Date, host: string): Promise<number> {
+    return this.repo.deleteOlderThan(cutoff, { host });
   }
 
   /** Writes what the batcher still holds. */

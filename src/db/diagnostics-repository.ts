@@ -41,8 +41,11 @@ export interface DiagnosticsRepository {
   latest(instanceUuid: string): Promise<DiagnosticsSnapshotRow | null>;
   /** Newest first. */
   listForInstance(instanceUuid: string, opts?: { limit?: number }): Promise<DiagnosticsSnapshotRow[]>;
-  /** Retention: drops snapshots captured before `cutoff`; returns how many. */
-  deleteOlderThan(cutoff: Date): Promise<number>;
+  /**
+   * Retention: drops snapshots captured before `cutoff` (only `host`'s when given), `batchSize` rows per
+   * statement so no single DELETE holds its locks for long; returns how many.
+   */
+  deleteOlderThan(cutoff: Date, opts?: { host?: string; batchSize?: number }): Promise<number>;
   /** Writes what the batcher still holds and refuses further record() calls. */
   close(): Promise<void>;
 }
@@ -109,8 +112,16 @@ export class KnexDiagnosticsRepository implements DiagnosticsRepository {
     return ((await q) as DbRow[]).map(diagnosticsFromRow);
   }
 
-  async deleteOlderThan(cutoff: Date): Promise<number> {
-    return affectedRows(await this.db.knex(TABLE).where('captured_at', '<', cutoff).delete());
+  async deleteOlderThan(cutoff: Date, opts: { host?: string; batchSize?: number } = {}): Promise<number> {
+    const batch = opts.batchSize ?? 5000;
+    let total = 0;
+    for (;;) {
+      const doomed = this.db.knex(TABLE).select('id').where('captured_at', '<', cutoff).limit(batch);
+      if (opts.host !== undefined) doomed.andWhere({ host: opts.host });
+      const n = affectedRows(await this.db.knex(TABLE).whereIn('id', doomed).delete());
+      total += n;
+      if (n < batch) return total;
+    }
   }
 
   close(): Promise<void> {

@@ -15,6 +15,7 @@ import { computeEndpoints } from '../rpc/endpoints/compute.js';
 import { NovamonEndpoint } from '../rpc/endpoints/novamon.js';
 import { ComputeForensics } from '../compute/forensics.js';
 import { GuestRunEventLog } from '../compute/run-events.js';
+import { Housekeeping } from '../compute/housekeeping.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
@@ -56,15 +57,22 @@ async function main(argv: string[]): Promise<void> {
   const records = config.DEFAULT.instance_store === 'database' ? databaseRecords(db) : undefined;
   const dispatcher = new RpcDispatcher([...computeEndpoints(manager, forensics), new NovamonEndpoint(manager, forensics, records)]);
   const server = computeRpcServer(config, connection, logger, dispatcher, metrics);
-  const ops = await startOps(config, logger, { db, connection, metrics, driver, sync, stores: container.get<ComputeStoresWithClose>(ComputeStores) });
+  const stores = container.get<ComputeStoresWithClose>(ComputeStores);
+  const ops = await startOps(config, logger, { db, connection, metrics, driver, sync, stores });
+  const housekeeping = new Housekeeping(stores, {
+    host: config.DEFAULT.host,
+    intervalMs: config.DEFAULT.instance_delete_interval * 1000,
+    diagnosticsRetentionMs: config.database.diagnostics_retention_hours * 3_600_000,
+  }, logger);
   onShutdown(logger, 10_000, () => ({ inFlight: server.inFlight }), [
     () => server.stop(),
+    () => housekeeping.close(),
     // Nova keeps the service row: nova-api shows the host down once service_down_time has passed.
     () => member?.membership.close(),
     () => notifications?.close(),
     () => sync.close(),
     () => runEvents.close(),
-    () => container.get<ComputeStoresWithClose>(ComputeStores).close(),
+    () => stores.close(),
     () => driver.close(),
     () => member?.rpc.close(),
     () => connection.close(),
@@ -82,6 +90,7 @@ async function main(argv: string[]): Promise<void> {
     await connection.connect();
   }
   await server.start();
+  housekeeping.start();
   log.info(
     { host: config.DEFAULT.host, driver: driver.type, exchange: config.DEFAULT.control_exchange, queues: server.queues, database: db.kind, instance_store: config.DEFAULT.instance_store },
     'novamon-compute ready',

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { runPython, startComputeService, type ComputeService } from '../fixtures/compute-service.js';
@@ -85,7 +86,8 @@ describe('novamon-compute in a Nova cloud, instances in Nova\'s database through
       statePath,
       config: {
         ...shared,
-        DEFAULT: { ...(shared['DEFAULT'] ?? {}), host, instance_store: 'conductor', report_interval: REPORT_INTERVAL, shutdown_timeout: 5 },
+        // Housekeeping every 2 s instead of Nova's 300, so the token cleanup through the conductor is seen.
+        DEFAULT: { ...(shared['DEFAULT'] ?? {}), host, instance_store: 'conductor', report_interval: REPORT_INTERVAL, shutdown_timeout: 5, instance_delete_interval: 2 },
       },
     });
   }, 420_000);
@@ -142,6 +144,24 @@ describe('novamon-compute in a Nova cloud, instances in Nova\'s database through
     });
     // Nova's RFB security proxy speaks to the browser once it has validated the token and reached the guest.
     expect(greeting).toMatch(/^RFB 003\.00[38]/);
+  });
+
+  it('deletes expired console tokens from Nova\'s database through the conductor, as nova-compute\'s periodic task does', async () => {
+    const db = new pg.Client({ connectionString: cloud.cellDatabaseUrl });
+    await db.connect();
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const row = (hash: string, expires: number) => db.query(
+        'INSERT INTO console_auth_tokens (created_at, token_hash, console_type, host, port, instance_uuid, expires) VALUES (now(), $1, $2, $3, $4, $5, $6)',
+        [hash, 'novnc', '127.0.0.1', 5900, uuid, expires],
+      );
+      await row(`expired-${uuid}`, now - 60);
+      await row(`live-${uuid}`, now + 600);
+      const left = async () => (await db.query<{ token_hash: string }>('SELECT token_hash FROM console_auth_tokens WHERE token_hash IN ($1, $2) ORDER BY token_hash', [`expired-${uuid}`, `live-${uuid}`])).rows.map((r) => r.token_hash);
+      await expect.poll(left, { timeout: 20_000, interval: 250 }).toEqual([`live-${uuid}`]);
+    } finally {
+      await db.end();
+    }
   });
 
   it('a cast the conductor refuses (another task owns the instance) leaves an Error event and Nova\'s task_state alone', async () => {

@@ -110,8 +110,16 @@ export function memoryStores(): MemoryStores {
         });
         return token;
       },
+      cleanExpired: async () => {
+        const before = s.tokenRows.length;
+        s.tokenRows = s.tokenRows.filter((r) => r.expires > Date.now() / 1000);
+        return before - s.tokenRows.length;
+      },
     },
-    diagnostics: { record: async (d) => void s.diagnosticRows.push({ instanceUuid: d.instanceUuid, state: d.state }) },
+    diagnostics: {
+      record: async (d) => void s.diagnosticRows.push({ instanceUuid: d.instanceUuid, state: d.state }),
+      deleteOlderThan: async () => 0,
+    },
     audit: {
       begin: async (e) => {
         if (s.failAudit) throw new Error('database is unavailable');
