@@ -2,7 +2,8 @@
 // matched with their replies in order (many in flight, each with its own timeout), and events dispatched
 // separately. QEMU answers commands in the order it read them, so no command carries an id: QEMU's
 // monitor reads its socket one byte at a time, and under TCG each byte costs it about 12 us of CPU, so
-// the shortest command line is the cheapest (query-blockstats is 30 bytes bare, 43 with a counter id). When the socket goes away every pending command fails at once and 'close' is emitted once.
+// the shortest command line is the cheapest (query-blockstats is 30 bytes bare, 43 with a counter id).
+// When the socket goes away every pending command fails at once and 'close' is emitted once.
 // A command that times out is followed by a cheap liveness ping (query-version) before its error is
 // reported; if that goes unanswered too, the monitor is marked unresponsive and later commands fail at
 // once, unwritten, until QEMU sends anything again (a frozen QEMU costs one timeout, not one per call).
