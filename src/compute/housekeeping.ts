@@ -66,9 +66,15 @@ export class Housekeeping {
     return this.running;
   }
 
-  /** Stops the rounds and waits for one under way. */
-  async close(): Promise<void> {
+  /**
+   * Stops the rounds, and waits for one under way for at most `waitMs`: a round is idempotent, and one stuck
+   * on a conductor that does not answer must not eat the shutdown's budget.
+   */
+  async close(waitMs = 2000): Promise<void> {
     clearInterval(this.timer);
-    await this.running;
+    if (!this.running) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise((r) => (timer = setTimeout(r, waitMs)))]);
+    clearTimeout(timer);
   }
 }
