@@ -78,7 +78,7 @@ function awaitGreeting(sock: Socket, timeoutMs: number): Promise<'greeted' | 'si
 }
 
 /** Connects to the guest's console, and speaks Nova's CONNECT preamble when the token asks for it. */
-export function connectGuest(target: GuestAddress, timeoutMs: number): Promise<Socket> {
+function connectGuest(target: GuestAddress, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: target.host, port: target.port });
     const timer = setTimeout(() => {

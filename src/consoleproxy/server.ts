@@ -44,7 +44,6 @@ export class NovncProxy {
   /** Upgrades still being authorized or connected; destroyed on close. */
   private readonly pending = new Set<Duplex>();
   private readonly files: ConsoleStaticFiles;
-  private readonly connectTimeoutMs: number;
   private readonly guests: GuestConnector;
   private readonly maxBridges: number;
   private readonly counters = { accepted: 0, refused: 0 };
@@ -53,9 +52,8 @@ export class NovncProxy {
   constructor(private readonly opts: NovncProxyOptions) {
     this.log = opts.logger.child({ component: 'novncproxy' });
     this.files = opts.staticFiles ?? new ConsoleStaticFiles();
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.maxBridges = opts.maxBridges ?? 1024;
-    this.guests = new GuestConnector({ timeoutMs: this.connectTimeoutMs, greetingTimeoutMs: opts.greetingTimeoutMs, logger: this.log });
+    this.guests = new GuestConnector({ timeoutMs: opts.connectTimeoutMs ?? 10_000, greetingTimeoutMs: opts.greetingTimeoutMs, logger: this.log });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: opts.maxPayload ?? 4 * 1024 * 1024,

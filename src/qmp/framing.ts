@@ -102,6 +102,7 @@ const MAX_COMMAND_LENGTH = 1024 * 1024;
  */
 export function commandLine(command: string, args: Record<string, unknown> | undefined): string {
   const line = JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args });
+  if (args === undefined) return line;
   if (line.length > MAX_COMMAND_LENGTH) throw new RangeError(`QMP command ${command} is ${line.length} characters, over ${MAX_COMMAND_LENGTH}`);
   let depth = 0;
   let inString = false;
