@@ -12,6 +12,7 @@ import { parseMonitorCommand } from '../rpc/endpoints/compute.js';
 export interface ManageServices {
   dbSync(): Promise<unknown>;
   dbVersion(): Promise<unknown>;
+  dbPurge(opts: PurgeOptions): Promise<unknown>;
   listInstances(opts: { allHosts: boolean }): Promise<unknown[]>;
   showInstance(ref: string): Promise<unknown>;
   adoptInstance(ref: string, owner: { projectId: string; userId: string; displayName?: string | undefined }): Promise<unknown>;
@@ -23,6 +24,24 @@ export interface ManageServices {
   screenshotDirect(name: string): Promise<Screenshot>;
   rpcCall(req: RpcRequest): Promise<unknown>;
   close(): Promise<void>;
+}
+
+/** `db purge`: what to drop besides the expired console tokens. */
+export interface PurgeOptions {
+  /** Diagnostics snapshots captured before this go; null = `[database] diagnostics_retention_hours` ago. */
+  before: Date | null;
+  /** Every host's snapshots, not only this host's. */
+  allHosts: boolean;
+}
+
+/** `--before`: an ISO 8601 date or date-time (a bare date is midnight UTC). */
+export function parseBefore(text: string): Date {
+  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
+    throw new Error(`--before ${text}: expected an ISO 8601 date such as 2026-11-30 or 2026-11-30T12:00:00Z`);
+  }
+  const d = new Date(text);
+  if (Number.isNaN(d.getTime())) throw new Error(`--before ${text}: not a valid date`);
+  return d;
 }
 
 export interface RpcRequest {
@@ -76,6 +95,17 @@ function addDatabaseAndInstanceCommands(program: Command, run: Runner): void {
   const db = program.command('db').description('database schema');
   db.command('sync').description('create or upgrade the schema').action(run((s) => s.dbSync()));
   db.command('version').description('print the schema version').action(run((s) => s.dbVersion()));
+  db
+    .command('purge')
+    .description(
+      'delete expired console tokens and diagnostics snapshots past [database] diagnostics_retention_hours ' +
+        '(what novamon-compute does every instance_delete_interval), now',
+    )
+    .option('--before <date>', 'drop the snapshots captured before this ISO 8601 date instead')
+    .option('--all-hosts', 'drop every host\'s snapshots, not only this host\'s')
+    .action((opts: { before?: string; allHosts?: boolean }) =>
+      run((s) => s.dbPurge({ before: opts.before === undefined ? null : parseBefore(opts.before), allHosts: opts.allHosts === true }))(),
+    );
 
   const instance = program.command('instance').description('instances in the database');
   instance

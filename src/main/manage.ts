@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import { CommanderError } from 'commander';
 import { z } from 'zod';
-import { buildManageProgram, type ManageServices, type RpcRequest } from '../cli/manage.js';
+import { buildManageProgram, type ManageServices, type PurgeOptions, type RpcRequest } from '../cli/manage.js';
 import { ConfigError } from '../config/loader.js';
 import type { Config } from '../config/options.js';
 import { adminContext } from '../context.js';
@@ -13,6 +13,8 @@ import type { Database } from '../db/knex.js';
 import { syncSchema, schemaVersion } from '../db/migrate.js';
 import { KnexInstanceRepository, type InstanceRow } from '../db/instance-repository.js';
 import { KnexMonitorAuditRepository } from '../db/monitor-audit-repository.js';
+import { KnexConsoleAuthTokenRepository } from '../db/console-auth-token-repository.js';
+import { KnexDiagnosticsRepository } from '../db/diagnostics-repository.js';
 import { createDatabase } from '../db/knex.js';
 import { DatabaseLocked } from '../db/errors.js';
 import { createLogger, type Logger } from '../logging.js';
@@ -124,6 +126,21 @@ class LazyManageServices implements ManageServices {
   async dbVersion() {
     const db = await this.readableDatabase();
     return db ? schemaVersion(db) : this.askService('db_version', {});
+  }
+
+  /** Housekeeping on demand, in novamon's own database (a Nova cloud's tokens live in Nova's). */
+  async dbPurge(opts: PurgeOptions) {
+    const db = await this.database().catch((err: unknown) => refuseWrite('db purge', err));
+    const hours = this.config.database.diagnostics_retention_hours;
+    const before = opts.before ?? (hours > 0 ? new Date(Date.now() - hours * 3_600_000) : null);
+    const expiredTokens = await new KnexConsoleAuthTokenRepository(db).deleteExpired();
+    const snapshots = new KnexDiagnosticsRepository(db);
+    try {
+      const diagnosticsDropped = before === null ? 0 : await snapshots.deleteOlderThan(before, opts.allHosts ? {} : { host: this.config.DEFAULT.host });
+      return { expiredTokens, diagnosticsDropped, diagnosticsBefore: before?.toISOString() ?? null, hosts: opts.allHosts ? 'all' : this.config.DEFAULT.host };
+    } finally {
+      await snapshots.close();
+    }
   }
 
   async listInstances(opts: { allHosts: boolean }) {

@@ -1,7 +1,7 @@
 // novamon-manage beside a running novamon-compute on the embedded PGlite database, which only one
 // process can open: `instance list`, `show`, `actions`, `faults` and `db version` ask the running service
-// over RPC and print what they print from the database; writes refuse and say why; a service that does
-// not answer is named.
+// over RPC and print what they print from the database; writes (adopt, db purge) refuse and say why, and
+// work once the service is gone; a service that does not answer is named.
 
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -54,11 +54,12 @@ it('lists and shows the guest through the running service, then prints the same 
   expect(rows).toEqual([expect.objectContaining({ uuid, name: NAME, host: compute.host, powerState: 1, deleted: 0 })]);
 
   // Independent commands, run side by side (each is a node process on a loaded machine).
-  const [byName, byUuid, missing, adopt] = await Promise.all([
+  const [byName, byUuid, missing, adopt, purge] = await Promise.all([
     manage(compute.configPath, ['instance', 'show', NAME]),
     manage(compute.configPath, ['instance', 'show', uuid.toUpperCase()]),
     manage(compute.configPath, ['instance', 'show', 'instance-000000ff']),
     manage(compute.configPath, ['instance', 'adopt', NAME, '--project', 'p1', '--user', 'u1']),
+    manage(compute.configPath, ['db', 'purge']),
   ]);
   expect(byName.code, byName.stderr).toBe(0);
   expect(JSON.parse(byName.stdout)).toEqual(rows[0]);
@@ -66,6 +67,8 @@ it('lists and shows the guest through the running service, then prints the same 
   expect([missing.code, missing.stderr]).toEqual([1, expect.stringMatching(/InstanceNotFound: Instance instance-000000ff could not be found/)]);
   expect(adopt.code).toBe(1);
   expect(adopt.stderr).toMatch(/instance adopt writes the database, and the embedded database \S+ is held by process \d+ \(a running novamon-compute\): stop the service first, or point \[database\] connection at PostgreSQL/);
+  expect(purge.code).toBe(1);
+  expect(purge.stderr).toMatch(/db purge writes the database, and the embedded database \S+ is held by process \d+/);
 
   // The records of an action taken through the service, read back through it: actions, faults, schema version.
   const pause = await manage(compute.configPath, ['rpc', 'call', 'pause_instance', '--instance', NAME]);
@@ -96,6 +99,10 @@ it('lists and shows the guest through the running service, then prints the same 
     fromDb.push(JSON.parse(r.stdout));
   }
   expect(fromDb).toEqual([actions, faults, version]);
+  // And the writes it refused: the housekeeping round runs on the embedded database too.
+  const purged = await manage(compute.configPath, ['db', 'purge']);
+  expect(purged.code, purged.stderr).toBe(0);
+  expect(JSON.parse(purged.stdout)).toMatchObject({ expiredTokens: 0, diagnosticsDropped: 0, hosts: compute.host });
 }, 120_000);
 
 it('names the holder when no service answers within rpc_response_timeout', async () => {
