@@ -3,14 +3,22 @@
 //   echo.raw      plain amqplib: reply to properties.replyTo, then ack (no confirms) — the floor itself;
 //   echo.confirm  reply on a confirm channel and ack only once the broker confirmed it (novamon's server);
 //   echo.oslo     decode the oslo envelope and send an oslo reply to _reply_q (for our RpcClient);
-//   echo.busy     as echo.raw after keeping the CPU busy for <busy ms> (a server that works before replying).
-// Usage: tsx bench/echo-server.ts <transport amqp url> <exchange> <busy ms>; prints "ready" on stdout.
+//   echo.busy     as echo.raw after keeping the CPU busy for <busy ms> (a server that works before replying);
+// and, given the peers in a JSON fourth argument, a compute call's path with nothing of novamon in it:
+//   echo.file     as echo.raw after reading a console log's tail (get_console_output's path);
+//   echo.qmp      as echo.raw after a guest's QEMU answered query-blockstats (get_instance_diagnostics');
+//   echo.pg       as echo.raw after a console-token-shaped INSERT (get_vnc_console's).
+// Usage: tsx bench/echo-server.ts <transport amqp url> <exchange> <busy ms> [{"consoleLog":..., "qmpSocket":...,
+// "pgUrl":..., "pgPoolSize":..., "instanceUuid":...}]; prints "ready" on stdout.
 
 import amqp, { type ConsumeMessage } from 'amqplib';
+import type { EchoPeers } from './lib/amqp-floor.js';
+import { PgInsertFloor, RawQmp, qmpDiagnosticsBatch, readConsoleTail } from './lib/floors.js';
 
 async function main(): Promise<void> {
-  const [url, exchange, busyArg] = process.argv.slice(2);
+  const [url, exchange, busyArg, peersArg] = process.argv.slice(2);
   const busyMs = Number(busyArg);
+  const peers = (peersArg ? JSON.parse(peersArg) : {}) as EchoPeers;
   if (!url || !exchange || !(busyMs >= 0 && busyMs < 100)) throw new Error('usage: echo-server.ts AMQP_URL EXCHANGE BUSY_MS');
   // noDelay as novamon's own connections (src/rpc/amqp-connection.ts): Nagle would add up to 40 ms per reply.
   const conn = await amqp.connect(url, { noDelay: true });
@@ -19,7 +27,7 @@ async function main(): Promise<void> {
   await ch.assertExchange(exchange, 'topic', { durable: false, autoDelete: false });
   await ch.prefetch(64);
   const queues: string[] = [];
-  for (const key of ['echo.raw', 'echo.confirm', 'echo.oslo', 'echo.busy']) {
+  for (const key of ['echo.raw', 'echo.confirm', 'echo.oslo', 'echo.busy', 'echo.file', 'echo.qmp', 'echo.pg']) {
     const q = `${exchange}.${key}`;
     await ch.assertQueue(q, { durable: false, autoDelete: true });
     await ch.bindQueue(q, exchange, key);
@@ -56,6 +64,24 @@ async function main(): Promise<void> {
   await ch.consume(queues[1] as string, confirmed);
   await ch.consume(queues[2] as string, oslo);
   await ch.consume(queues[3] as string, busy);
+  // The peer's work first, then the plain reply; a failed step is still answered (the caller counts it).
+  const after = (work: () => Promise<unknown>) => (m: ConsumeMessage | null) => {
+    if (!m) return;
+    void work().catch(() => undefined).then(() => raw(m));
+  };
+  if (peers.consoleLog) {
+    const file = peers.consoleLog;
+    await ch.consume(queues[4] as string, after(() => readConsoleTail(file)));
+  }
+  if (peers.qmpSocket) {
+    const qmp = await RawQmp.connect(peers.qmpSocket);
+    await ch.consume(queues[5] as string, after(() => qmpDiagnosticsBatch(qmp)));
+  }
+  if (peers.pgUrl) {
+    const insert = await PgInsertFloor.open(peers.pgUrl, peers.pgPoolSize ?? 4);
+    const uuid = peers.instanceUuid ?? '00000000-0000-4000-8000-000000000000';
+    await ch.consume(queues[6] as string, after(() => insert.insertOne(uuid)));
+  }
   process.stdout.write('ready\n');
 
   const stop = () => {

@@ -86,7 +86,8 @@ async function main(): Promise<void> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'novamon-bench-'));
   onCleanup('temp dir', () => rm(tmp, { recursive: true, force: true }));
   const instancesPath = path.join(tmp, 'instances');
-  // The floor guest lives outside instances_path: novamon must not hold its monitor.
+  // The floor guests live outside instances_path: novamon must not hold their monitors. One answers the raw
+  // QMP floor, the other the echo server's composed diagnostics path (QEMU serves one client per monitor).
   const floorPath = path.join(tmp, 'floor');
   await mkdir(instancesPath);
   await mkdir(floorPath);
@@ -94,12 +95,12 @@ async function main(): Promise<void> {
   // ---- guests -------------------------------------------------------------------------------
   const guests: BenchGuest[] = [];
   onCleanup('guests', () => stopGuests(guests));
-  const floorGuests = await startGuests(floorPath, 1, 1, 0xbf000);
+  const floorGuests = await startGuests(floorPath, 2, 2, 0xbf000);
   guests.push(...floorGuests);
   const served = await startGuests(instancesPath, opts.guests, opts.bootBatch);
   guests.push(...served);
   const booted = await waitBooted(guests, 120_000);
-  progress(`guests: ${booted}/${guests.length} booted (${opts.guests} served by novamon, 1 for the QMP floor)`);
+  progress(`guests: ${booted}/${guests.length} booted (${opts.guests} served by novamon, 2 for the QMP floors)`);
   const floorGuest = floorGuests[0] as BenchGuest;
 
   // ---- service ------------------------------------------------------------------------------
@@ -139,8 +140,17 @@ async function main(): Promise<void> {
   progress(`all guests touched: QMP connections ${qmpConnections ?? '?'}, RSS ${(rssConnected.rssKiB / 1024).toFixed(1)} MiB`);
 
   // ---- floors' peers --------------------------------------------------------------------------
+  const sampleGuest = served[0] as BenchGuest;
+  const insert = await PgInsertFloor.open(setup.databaseUrl, setup.poolSize);
+  onCleanup('pg floor', () => insert.close());
   const echoExchange = `novamon_bench_echo_${randomBytes(4).toString('hex')}`;
-  const echo = await EchoServer.start(AMQP_URL, echoExchange);
+  const echo = await EchoServer.start(AMQP_URL, echoExchange, {
+    consoleLog: sampleGuest.guest.consoleLogPath,
+    qmpSocket: (floorGuests[1] as BenchGuest).guest.socketPath,
+    pgUrl: setup.databaseUrl,
+    pgPoolSize: setup.poolSize,
+    instanceUuid: sampleGuest.uuid,
+  });
   onCleanup('echo server', () => echo.stop());
   const raw = await RawAmqpCaller.open(AMQP_URL, echoExchange);
   onCleanup('raw amqp caller', () => raw.close());
@@ -148,9 +158,6 @@ async function main(): Promise<void> {
   onCleanup('echo rpc client', () => echoClient.close());
   const qmp = await RawQmp.connect(floorGuest.guest.socketPath);
   onCleanup('raw qmp', async () => qmp.close());
-  const insert = await PgInsertFloor.open(setup.databaseUrl, setup.poolSize);
-  onCleanup('pg floor', () => insert.close());
-  const sampleGuest = served[0] as BenchGuest;
   // The raw AMQP floor carries the bytes a real get_console_output call carries.
   const requestBody = encodeEnvelope({
     method: 'get_console_output',
@@ -172,6 +179,10 @@ async function main(): Promise<void> {
     amqp_confirm: { conc: opts.floorConcurrency, call: () => raw.call('echo.confirm', requestBody) },
     // Latency context only (docs/bench.md): at 1 in flight, what the broker's hops cost once the server works.
     amqp_busy: { conc: [1], call: () => raw.call('echo.busy', requestBody) },
+    // Each call's own path with nothing of novamon in it, one process doing its peer's work between the hops.
+    path_console: { conc: [1], call: () => raw.call('echo.file', requestBody) },
+    path_diagnostics: { conc: [1], call: () => raw.call('echo.qmp', requestBody) },
+    path_vnc: { conc: [1], call: () => raw.call('echo.pg', requestBody) },
     rpc_client_echo: { conc: opts.floorConcurrency, call: () => echoClient.call({ topic: 'echo', server: 'oslo', version: '6.0' }, {}, 'echo', {}) },
     qmp: { conc: opts.floorConcurrency, call: () => qmp.execute('query-status') },
     qmp_diag_batch: { conc: opts.floorConcurrency, call: () => qmpDiagnosticsBatch(qmp) },

@@ -17,13 +17,26 @@ const here = path.dirname(fileURLToPath(import.meta.url));
  */
 export const ECHO_BUSY_MS = 0.25;
 
+/** The peers of the echo server's composed paths; each path is served only when its peer is given. */
+export interface EchoPeers {
+  /** echo.file reads this console log's tail. */
+  consoleLog?: string;
+  /** echo.qmp asks this monitor query-blockstats (a guest nobody else holds). */
+  qmpSocket?: string;
+  /** echo.pg inserts a console-token row here (the table PgInsertFloor made). */
+  pgUrl?: string;
+  pgPoolSize?: number;
+  instanceUuid?: string;
+}
+
 export class EchoServer {
   private constructor(readonly exchange: string, private readonly child: ChildProcess) {}
 
-  static async start(amqpUrl: string, exchange: string): Promise<EchoServer> {
+  /** `peers`: what the composed paths (echo.file, echo.qmp, echo.pg) work on; see bench/echo-server.ts. */
+  static async start(amqpUrl: string, exchange: string, peers: EchoPeers = {}): Promise<EchoServer> {
     // Run the .ts file with the same loader this process runs under (tsx).
     const loader = process.execArgv.length > 0 ? process.execArgv : ['--import', 'tsx'];
-    const child = spawn(process.execPath, [...loader, path.join(here, '..', 'echo-server.ts'), amqpUrl, exchange, String(ECHO_BUSY_MS)], {
+    const child = spawn(process.execPath, [...loader, path.join(here, '..', 'echo-server.ts'), amqpUrl, exchange, String(ECHO_BUSY_MS), JSON.stringify(peers)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stderr = '';

@@ -10,7 +10,7 @@ import type { MachineInfo } from './machine.js';
 import type { ProfileSummary } from './profile.js';
 import { median, medianOf, round } from './stats.js';
 
-export const FLOOR_NAMES = ['amqp', 'amqp_confirm', 'amqp_busy', 'rpc_client_echo', 'qmp', 'qmp_diag_batch', 'pg_insert', 'file_tail'] as const;
+export const FLOOR_NAMES = ['amqp', 'amqp_confirm', 'amqp_busy', 'rpc_client_echo', 'qmp', 'qmp_diag_batch', 'pg_insert', 'file_tail', 'path_console', 'path_diagnostics', 'path_vnc'] as const;
 export type FloorName = (typeof FLOOR_NAMES)[number];
 
 export const FLOOR_LABELS: Record<FloorName, string> = {
@@ -22,6 +22,9 @@ export const FLOOR_LABELS: Record<FloorName, string> = {
   qmp_diag_batch: 'QMP diagnostics batch (query-blockstats)',
   pg_insert: 'PostgreSQL single-row INSERT (pg)',
   file_tail: 'console log tail read (100 KiB max)',
+  path_console: 'AMQP echo after a console log tail read',
+  path_diagnostics: 'AMQP echo after QEMU query-blockstats',
+  path_vnc: 'AMQP echo after a single-row INSERT',
 };
 
 export interface Phase {
@@ -65,6 +68,17 @@ export const FLOOR_SUM: Record<string, { floor: FloorName; times: number }[]> = 
   get_vnc_console: [{ floor: 'amqp', times: 1 }, { floor: 'pg_insert', times: 1 }],
 };
 
+/**
+ * Each method's path composed in one process with nothing of novamon in it: the echo server does the peer's
+ * work between the broker's hops (bench/echo-server.ts). Context for the floor sum, not a target: it shows
+ * what the peers cost each other on this machine when they run in sequence.
+ */
+export const PATH_FLOOR: Record<string, FloorName> = {
+  get_console_output: 'path_console',
+  get_instance_diagnostics: 'path_diagnostics',
+  get_vnc_console: 'path_vnc',
+};
+
 /** Floors whose throughput bounds each method at a given number in flight (QMP is per guest: not a host bound). */
 const CEILING: Record<string, FloorName[]> = {
   get_console_output: ['amqp', 'file_tail'],
@@ -95,6 +109,9 @@ export interface CallRow {
   ratioP50: number;
   /** p50 ÷ the floor sum with the AMQP floor replaced by busyServerHopsP50 (context, not a target). */
   ratioP50BusyHops: number;
+  /** The composed path's p50 at 1 in flight (PATH_FLOOR), and p50 ÷ it (context, not a target). */
+  pathP50: number;
+  ratioP50Path: number;
   ceilingCallsPerSec: number;
   throughputRatio: number;
 }
@@ -187,6 +204,8 @@ export function buildReport(input: {
       const ceilings = (CEILING[method] ?? []).map((f) => floorAt(f, inFlight)?.callsPerSec ?? Number.NaN);
       const ceiling = ceilings.length ? Math.min(...ceilings) : Number.NaN;
       const floorSum = floorSums[method]?.p50 ?? Number.NaN;
+      const pathName = PATH_FLOOR[method];
+      const pathP50 = pathName ? (floorAt(pathName, 1)?.p50 ?? Number.NaN) : Number.NaN;
       calls.push(roundAll({
         method,
         inFlight,
@@ -207,6 +226,8 @@ export function buildReport(input: {
         floorSumP50: inFlight === 1 ? floorSum : Number.NaN,
         ratioP50: inFlight === 1 ? m.p50 / floorSum : Number.NaN,
         ratioP50BusyHops: inFlight === 1 ? m.p50 / (floorSum - amqpP50 + busyServerHopsP50) : Number.NaN,
+        pathP50: inFlight === 1 ? pathP50 : Number.NaN,
+        ratioP50Path: inFlight === 1 ? m.p50 / pathP50 : Number.NaN,
         ceilingCallsPerSec: ceiling,
         throughputRatio: m.callsPerSec / ceiling,
       }));
@@ -326,6 +347,11 @@ export function printTable(r: Report): void {
   if (Number.isFinite(r.busyServerHopsP50) && busyRows.length > 0) {
     out.push(`  (the broker's hops once the server works ${ECHO_BUSY_MS} ms before replying: ${f(r.busyServerHopsP50)} ms, against ${f(r.floors['amqp']?.['1']?.p50 ?? NaN)} ms for the amqp floor;`);
     out.push(`   p50 over the floor sum with those hops in place of the amqp floor: ${busyRows.map((c) => `${c.method.replace(/^get_/, '')} ${f(c.ratioP50BusyHops)}×`).join(', ')})`);
+  }
+  const pathRows = r.calls.filter((c) => Number.isFinite(c.ratioP50Path));
+  if (pathRows.length > 0) {
+    out.push(`  (each call's path composed with nothing of novamon in it, the echo server doing the peer's work between the hops: ${pathRows.map((c) => `${c.method.replace(/^get_/, '')} ${f(c.pathP50)} ms`).join(', ')};`);
+    out.push(`   p50 over it: ${pathRows.map((c) => `${c.method.replace(/^get_/, '')} ${f(c.ratioP50Path)}×`).join(', ')})`);
   }
   out.push('');
   out.push(`Where the machine's CPU goes (CPU s per 1,000 calls)  ${pad('novamon', 8)} ${pad('RabbitMQ', 8)} ${pad('Postgres', 8)} ${pad('QEMU', 8)} ${pad('bench', 8)} ${pad('other', 8)} ${pad('busy', 5)}`);
