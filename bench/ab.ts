@@ -2,8 +2,9 @@
 // for every round starts the service once per variant (a fresh database each time), loads each method at
 // one concurrency, and prints per variant the median over rounds of calls/s and of the CPU seconds per
 // 1,000 calls spent by the service, RabbitMQ, PostgreSQL, the guests' QEMUs, the load generator and the whole machine.
-// Rounds interleave the variants, so a machine that slows down for a while hurts them alike; CPU per call
-// is steadier than calls/s on a shared machine. The launcher's young-generation cap, the AMQP write
+// Rounds interleave the variants, so a machine that slows down for a while hurts them alike, and each round
+// starts with the next variant; every other variant is then paired with the first round by round
+// (bench/lib/paired.ts). CPU per call is steadier than calls/s on a shared machine. The launcher's young-generation cap, the AMQP write
 // coalescing and the unconfirmed calls were judged with the scratch harness this grew from (docs/bench.md).
 //
 //   npm run bench:ab -- [--guests 16] [--rounds 3] [--in-flight 32] [--window-ms 4000] [--warmup-ms 1500]
@@ -18,11 +19,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killAllFixtureGuests } from '../test/fixtures/guest.js';
 import { BENCH_METHODS, ComputeCaller, type BenchMethod } from './lib/compute-rpc.js';
-import { startGuests, stopGuests, waitBooted } from './lib/guests.js';
+import { startGuests, stopGuests, waitBooted, type BenchGuest } from './lib/guests.js';
 import { runClosedLoop } from './lib/load.js';
 import { componentPids, sampleComponents, type CpuComponents } from './lib/proc.js';
 import { progress } from './lib/progress.js';
 import { dropDatabase, prepareService, ServiceProcess, TRANSPORT_URL } from './lib/service.js';
+import { formatPaired, paired, roundOrder } from './lib/paired.js';
 import { median } from './lib/stats.js';
 
 interface Variant {
@@ -84,7 +86,7 @@ async function main(): Promise<void> {
   await mkdir(instancesPath);
   const guests = await startGuests(instancesPath, guestsN, 8);
   // figures[variant][method][component or 'calls/s'] = one value per round
-  const figures = new Map<string, Map<string, Map<string, number[]>>>();
+  const figures: Figures = new Map();
   const push = (v: string, m: string, k: string, x: number): void => {
     const byMethod = figures.get(v) ?? new Map<string, Map<string, number[]>>();
     figures.set(v, byMethod);
@@ -95,35 +97,8 @@ async function main(): Promise<void> {
   try {
     await waitBooted(guests, 300_000);
     for (let round = 1; round <= rounds; round++) {
-      for (const v of variants) {
-        const setup = await prepareService(tmp, instancesPath, null);
-        const service = ServiceProcess.start(setup, v);
-        const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
-        try {
-          await service.waitAnswering(caller, `novamon-compute (${v.name})`);
-          const pids = componentPids(service.pid, guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
-          for (const method of methods) {
-            let before: CpuComponents | null = null;
-            let after: CpuComponents | null = null;
-            const r = await runClosedLoop({
-              concurrency: inFlight,
-              warmupMs,
-              durationMs: windowMs,
-              call: (seq) => caller.call(method, guests[seq % guests.length] as (typeof guests)[number]),
-              onMeasureStart: () => void (before = sampleComponents(pids)),
-              onMeasureEnd: () => void (after = sampleComponents(pids)),
-            });
-            const b = before as CpuComponents | null;
-            const a = after as CpuComponents | null;
-            push(v.name, method, 'calls/s', r.callsPerSec);
-            for (const k of COMPONENTS) if (a && b && r.calls > 0) push(v.name, method, k, ((a[k] - b[k]) / r.calls) * 1000);
-            progress(`round ${round} ${v.name} ${method} @${inFlight}: ${r.callsPerSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(2)} ms${r.errors ? ` errors ${r.errors}` : ''}`);
-          }
-        } finally {
-          await caller.close();
-          await service.stop();
-          await dropDatabase(setup.databaseName);
-        }
+      for (const v of roundOrder(variants, round)) {
+        await measureVariant({ tmp, instancesPath, guests, variant: v, methods, inFlight, warmupMs, windowMs, round, push });
       }
     }
   } finally {
@@ -131,8 +106,60 @@ async function main(): Promise<void> {
     await killAllFixtureGuests().catch(() => undefined);
     await rm(tmp, { recursive: true, force: true });
   }
+  process.stdout.write(`${report(figures, variants, { guestsN, rounds, inFlight, windowMs }).join('\n')}\n`);
+}
 
-  const out: string[] = [`A/B: ${guestsN} guests, ${rounds} rounds, ${inFlight} in flight, ${windowMs} ms windows; medians over rounds [each round]`];
+interface RoundSetup {
+  tmp: string;
+  instancesPath: string;
+  guests: BenchGuest[];
+  variant: Variant;
+  methods: BenchMethod[];
+  inFlight: number;
+  warmupMs: number;
+  windowMs: number;
+  round: number;
+  push: (v: string, m: string, k: string, x: number) => void;
+}
+
+/** One variant in one round: a fresh service and database, each method loaded once. */
+async function measureVariant(o: RoundSetup): Promise<void> {
+  const setup = await prepareService(o.tmp, o.instancesPath, null);
+  const service = ServiceProcess.start(setup, o.variant);
+  const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
+  try {
+    await service.waitAnswering(caller, `novamon-compute (${o.variant.name})`);
+    const pids = componentPids(service.pid, o.guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
+    for (const method of o.methods) {
+      let before: CpuComponents | null = null;
+      let after: CpuComponents | null = null;
+      const r = await runClosedLoop({
+        concurrency: o.inFlight,
+        warmupMs: o.warmupMs,
+        durationMs: o.windowMs,
+        call: (seq) => caller.call(method, o.guests[seq % o.guests.length] as BenchGuest),
+        onMeasureStart: () => void (before = sampleComponents(pids)),
+        onMeasureEnd: () => void (after = sampleComponents(pids)),
+      });
+      const b = before as CpuComponents | null;
+      const a = after as CpuComponents | null;
+      // One value per round, NaN when it could not be measured, so index i is round i + 1 for the pairing.
+      o.push(o.variant.name, method, 'calls/s', r.callsPerSec);
+      for (const k of COMPONENTS) o.push(o.variant.name, method, k, a && b && r.calls > 0 ? ((a[k] - b[k]) / r.calls) * 1000 : Number.NaN);
+      progress(`round ${o.round} ${o.variant.name} ${method} @${o.inFlight}: ${r.callsPerSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(2)} ms${r.errors ? ` errors ${r.errors}` : ''}`);
+    }
+  } finally {
+    await caller.close();
+    await service.stop();
+    await dropDatabase(setup.databaseName);
+  }
+}
+
+type Figures = Map<string, Map<string, Map<string, number[]>>>;
+
+/** Per variant the medians and each round's value; then each variant paired with the first, round by round. */
+function report(figures: Figures, variants: readonly Variant[], run: { guestsN: number; rounds: number; inFlight: number; windowMs: number }): string[] {
+  const out: string[] = [`A/B: ${run.guestsN} guests, ${run.rounds} rounds, ${run.inFlight} in flight, ${run.windowMs} ms windows; medians over rounds [each round]`];
   for (const [v, byMethod] of figures) {
     out.push(v);
     for (const [m, byKey] of byMethod) {
@@ -144,7 +171,18 @@ async function main(): Promise<void> {
       out.push(`    CPU s per 1,000 calls: ${COMPONENTS.map((k) => `${k} ${cell(k, 3)}`).join('  ')}`);
     }
   }
-  process.stdout.write(`${out.join('\n')}\n`);
+  const [reference, ...others] = variants;
+  if (!reference || others.length === 0) return out;
+  out.push(`paired with ${reference.name}, round by round (variant ÷ ${reference.name}: median [min..max]):`);
+  const series = (v: string, m: string, k: string): number[] => figures.get(v)?.get(m)?.get(k) ?? [];
+  for (const v of others) {
+    for (const m of figures.get(v.name)?.keys() ?? []) {
+      out.push(`  ${v.name} ${m}: calls/s ${formatPaired(paired(series(v.name, m, 'calls/s'), series(reference.name, m, 'calls/s'), true))}`);
+      out.push(`    machine CPU per call ${formatPaired(paired(series(v.name, m, 'machine'), series(reference.name, m, 'machine'), false))}`);
+      out.push(`    service CPU per call ${formatPaired(paired(series(v.name, m, 'service'), series(reference.name, m, 'service'), false))}`);
+    }
+  }
+  return out;
 }
 
 main().catch((err: unknown) => {
