@@ -4,8 +4,9 @@
 // 1,000 calls spent by the service, RabbitMQ, PostgreSQL, the guests' QEMUs, the load generator and the whole machine.
 // Rounds interleave the variants, so a machine that slows down for a while hurts them alike, and each round
 // starts with the next variant; every other variant is then paired with the first round by round
-// (bench/lib/paired.ts). CPU per call is steadier than calls/s on a shared machine. The launcher's young-generation cap, the AMQP write
-// coalescing and the unconfirmed calls were judged with the scratch harness this grew from (docs/bench.md).
+// (bench/lib/paired.ts). CPU per call is steadier than calls/s on a shared machine. The launcher's
+// young-generation cap, the AMQP write coalescing and the unconfirmed calls were judged with the scratch
+// harness this grew from (docs/bench.md).
 //
 //   npm run bench:ab -- [--guests 16] [--rounds 3] [--in-flight 32] [--window-ms 4000] [--warmup-ms 1500]
 //                       [--methods a,b] VARIANT...
