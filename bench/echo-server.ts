@@ -12,14 +12,14 @@
 // "pgUrl":..., "pgPoolSize":..., "instanceUuid":...}]; prints "ready" on stdout.
 
 import amqp, { type ConsumeMessage } from 'amqplib';
-import type { EchoPeers } from './lib/amqp-floor.js';
+import { ECHO_FAILED_HEADER, type EchoPeers } from './lib/amqp-floor.js';
 import { PgInsertFloor, RawQmp, qmpDiagnosticsBatch, readConsoleTail } from './lib/floors.js';
 
 async function main(): Promise<void> {
   const [url, exchange, busyArg, peersArg] = process.argv.slice(2);
   const busyMs = Number(busyArg);
   const peers = (peersArg ? JSON.parse(peersArg) : {}) as EchoPeers;
-  if (!url || !exchange || !(busyMs >= 0 && busyMs < 100)) throw new Error('usage: echo-server.ts AMQP_URL EXCHANGE BUSY_MS');
+  if (!url || !exchange || !(busyMs >= 0 && busyMs < 100)) throw new Error('usage: echo-server.ts AMQP_URL EXCHANGE BUSY_MS [PEERS_JSON]');
   // noDelay as novamon's own connections (src/rpc/amqp-connection.ts): Nagle would add up to 40 ms per reply.
   const conn = await amqp.connect(url, { noDelay: true });
   const ch = await conn.createChannel();
@@ -64,10 +64,17 @@ async function main(): Promise<void> {
   await ch.consume(queues[1] as string, confirmed);
   await ch.consume(queues[2] as string, oslo);
   await ch.consume(queues[3] as string, busy);
-  // The peer's work first, then the plain reply; a failed step is still answered (the caller counts it).
+  // The peer's work first, then the plain reply. A failed step is answered with ECHO_FAILED_HEADER, which
+  // RawAmqpCaller turns into a rejection: the load counts it as an error, never as a fast call.
   const after = (work: () => Promise<unknown>) => (m: ConsumeMessage | null) => {
     if (!m) return;
-    void work().catch(() => undefined).then(() => raw(m));
+    work().then(
+      () => raw(m),
+      (err: unknown) => {
+        ch.publish('', String(m.properties.replyTo), Buffer.alloc(0), { correlationId: m.properties.correlationId, headers: { [ECHO_FAILED_HEADER]: String(err).slice(0, 200) } });
+        ch.ack(m);
+      },
+    );
   };
   if (peers.consoleLog) {
     const file = peers.consoleLog;

@@ -17,6 +17,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
  */
 export const ECHO_BUSY_MS = 0.25;
 
+/** Header of the echo server's reply when a composed path's peer step failed (its value: the error). */
+export const ECHO_FAILED_HEADER = 'x-echo-failed';
+
 /** The peers of the echo server's composed paths; each path is served only when its peer is given. */
 export interface EchoPeers {
   /** echo.file reads this console log's tail. */
@@ -64,7 +67,7 @@ export class EchoServer {
 }
 
 export class RawAmqpCaller {
-  private readonly pending = new Map<string, (v: Buffer) => void>();
+  private readonly pending = new Map<string, { resolve: (v: Buffer) => void; reject: (err: Error) => void }>();
   private constructor(
     private readonly conn: ChannelModel,
     private readonly ch: Channel,
@@ -79,19 +82,20 @@ export class RawAmqpCaller {
     const caller = new RawAmqpCaller(conn, ch, q.queue, exchange);
     await ch.consume(q.queue, (m) => {
       if (!m) return;
-      const done = caller.pending.get(String(m.properties.correlationId));
-      if (done) {
-        caller.pending.delete(String(m.properties.correlationId));
-        done(m.content);
-      }
+      const waiter = caller.pending.get(String(m.properties.correlationId));
+      if (!waiter) return;
+      caller.pending.delete(String(m.properties.correlationId));
+      const failed = (m.properties.headers as Record<string, unknown> | undefined)?.[ECHO_FAILED_HEADER];
+      if (failed !== undefined) waiter.reject(new Error(`echo server's peer step failed: ${String(failed)}`));
+      else waiter.resolve(m.content);
     }, { noAck: true });
     return caller;
   }
 
-  /** One request/reply on routing key `echo.raw`, `echo.confirm` or `echo.busy`. */
+  /** One request/reply on an echo routing key (`echo.raw`, ... `echo.pg`); rejects when a peer step failed. */
   call(routingKey: string, body: Buffer, timeoutMs = 10_000): Promise<Buffer> {
     const id = randomUUID();
-    const reply = new Promise<Buffer>((resolve) => this.pending.set(id, resolve));
+    const reply = new Promise<Buffer>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     this.ch.publish(this.exchange, routingKey, body, { replyTo: this.replyQueue, correlationId: id });
     return bounded(reply, timeoutMs, 'AMQP echo').finally(() => this.pending.delete(id));
   }
