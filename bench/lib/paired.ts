@@ -44,7 +44,7 @@ export function paired(variant: readonly number[], reference: readonly number[],
   };
 }
 
-/** "×1.19 [1.00..1.25], better in 5 of 6 rounds" */
+/** "×1.190 [1.000..1.250], better in 5 of 6 rounds" */
 export function formatPaired(p: PairedFigure | null): string {
   if (!p) return 'no round measured both';
   return `×${p.median.toFixed(3)} [${p.min.toFixed(3)}..${p.max.toFixed(3)}], better in ${p.better} of ${p.rounds} rounds`;
