@@ -18,7 +18,7 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { killAllFixtureGuests } from '../test/fixtures/guest.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup } from './lib/cleanup.js';
 import { BENCH_METHODS, ComputeCaller, type BenchMethod } from './lib/compute-rpc.js';
 import { startGuests, stopGuests, waitBooted, type BenchGuest } from './lib/guests.js';
 import { runClosedLoop } from './lib/load.js';
@@ -82,10 +82,13 @@ async function main(): Promise<void> {
   });
   const variants = (positionals.length > 0 ? positionals : ['base']).map(parseVariant);
 
+  cleanUpOnSignals();
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'novamon-ab-'));
+  onCleanup('temp dir', () => rm(tmp, { recursive: true, force: true }));
   const instancesPath = path.join(tmp, 'instances');
   await mkdir(instancesPath);
   const guests = await startGuests(instancesPath, guestsN, 8);
+  onCleanup('guests', () => stopGuests(guests));
   // figures[variant][method][component or 'calls/s'] = one value per round
   const figures: Figures = new Map();
   const push = (v: string, m: string, k: string, x: number): void => {
@@ -103,9 +106,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await stopGuests(guests);
-    await killAllFixtureGuests().catch(() => undefined);
-    await rm(tmp, { recursive: true, force: true });
+    await cleanupAll();
   }
   process.stdout.write(`${report(figures, variants, { guestsN, rounds, inFlight, windowMs }).join('\n')}\n`);
 }
@@ -126,8 +127,11 @@ interface RoundSetup {
 /** One variant in one round: a fresh service and database, each method loaded once. */
 async function measureVariant(o: RoundSetup): Promise<void> {
   const setup = await prepareService(o.tmp, o.instancesPath, null);
+  const forgetDatabase = onCleanup('database', () => dropDatabase(setup.databaseName));
   const service = ServiceProcess.start(setup, o.variant);
+  const forgetService = onCleanup('novamon-compute', () => service.stop());
   const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
+  const forgetCaller = onCleanup('rpc client', () => caller.close());
   try {
     await service.waitAnswering(caller, `novamon-compute (${o.variant.name})`);
     const pids = componentPids(service.pid, o.guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
@@ -150,8 +154,11 @@ async function measureVariant(o: RoundSetup): Promise<void> {
       progress(`round ${o.round} ${o.variant.name} ${method} @${o.inFlight}: ${r.callsPerSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(2)} ms${r.errors ? ` errors ${r.errors}` : ''}`);
     }
   } finally {
+    forgetCaller();
     await caller.close();
+    forgetService();
     await service.stop();
+    forgetDatabase();
     await dropDatabase(setup.databaseName);
   }
 }

@@ -9,7 +9,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { killAllFixtureGuests } from '../test/fixtures/guest.js';
 import { shebangNodeFlags } from '../test/fixtures/launcher.js';
 import { RpcClient } from '../src/rpc/client.js';
 import { encodeEnvelope } from '../src/rpc/envelope.js';
@@ -30,37 +29,12 @@ import { renderSvg } from './lib/svg.js';
 import { AMQP_URL, REPO_ROOT, TRANSPORT_URL, ServiceProcess, dropDatabase, metricValue, prepareService } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { requireAnchor } from './lib/anchor.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup } from './lib/cleanup.js';
 import { compareWindows, runCompareNova, type CompareNovaResult } from './lib/compare-nova.js';
 
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
 
-/** Cleanup steps run in reverse order on the way out, also on SIGINT/SIGTERM. */
-const cleanups: { what: string; fn: () => Promise<unknown> }[] = [];
-let cleaning: Promise<void> | null = null;
-function onCleanup(what: string, fn: () => Promise<unknown>): void {
-  cleanups.push({ what, fn });
-}
-function cleanupAll(): Promise<void> {
-  cleaning ??= (async () => {
-    while (cleanups.length > 0) {
-      const c = cleanups.pop();
-      if (!c) break;
-      try {
-        await c.fn();
-      } catch (err) {
-        progress(`cleanup (${c.what}) failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    }
-    await killAllFixtureGuests().catch(() => undefined);
-  })();
-  return cleaning;
-}
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    progress(`${sig}: cleaning up`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
+cleanUpOnSignals();
 
 function phaseOf(r: Awaited<ReturnType<typeof runClosedLoop>>): Phase {
   return { callsPerSec: r.callsPerSec, p50: r.latencyMs.p50, p95: r.latencyMs.p95, p99: r.latencyMs.p99, calls: r.calls, errors: r.errors };
