@@ -65,7 +65,12 @@ export function onShutdown(logger: Logger, deadlineMs: number, announce: () => R
   const log = logger.child({ component: 'main' });
   let stopping = false;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // Ctrl-C under npm or a shell wrapper arrives twice (the terminal's and the relayed one): finish the
+      // stop under way, bounded by the deadline, rather than die half-way through it with writes unflushed.
+      log.info({ signal }, 'already stopping');
+      return;
+    }
     stopping = true;
     log.info({ signal, ...announce() }, 'stopping');
     const deadline = setTimeout(() => {
@@ -84,8 +89,8 @@ export function onShutdown(logger: Logger, deadlineMs: number, announce: () => R
     logger.flush();
     clearTimeout(deadline);
   };
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
 /** Runs a binary's main; a failed start prints one readable line and exits 1. */
