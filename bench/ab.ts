@@ -18,7 +18,7 @@ import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { cleanUpOnSignals, cleanupAll, onCleanup } from './lib/cleanup.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup } from '../test/fixtures/cleanup.js';
 import { BENCH_METHODS, ComputeCaller, type BenchMethod } from './lib/compute-rpc.js';
 import { startGuests, stopGuests, waitBooted, type BenchGuest } from './lib/guests.js';
 import { runClosedLoop } from './lib/load.js';

@@ -29,7 +29,7 @@ import { renderSvg } from './lib/svg.js';
 import { AMQP_URL, REPO_ROOT, TRANSPORT_URL, ServiceProcess, dropDatabase, metricValue, prepareService } from './lib/service.js';
 import { median } from './lib/stats.js';
 import { requireAnchor } from './lib/anchor.js';
-import { cleanUpOnSignals, cleanupAll, onCleanup } from './lib/cleanup.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup } from '../test/fixtures/cleanup.js';
 import { compareWindows, runCompareNova, type CompareNovaResult } from './lib/compare-nova.js';
 
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');

@@ -9,11 +9,12 @@
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config/loader.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup } from '../test/fixtures/cleanup.js';
 import { startFixtureGuest, waitForFileText, FIXTURE_CONSOLE_LINE } from '../test/fixtures/guest.js';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -31,6 +32,10 @@ const config = loadConfig([configFile], process.env);
 const keep = process.argv.includes('--keep') || apiMode;
 const run = promisify(execFile);
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
+/** Set once the API demo waits for Ctrl-C: from then on Ctrl-C is the way to stop, not an interruption. */
+let waitingForCtrlC = false;
+// Ctrl-C (or a failure) at any point stops what the demo started: services, then the guest.
+cleanUpOnSignals(() => (waitingForCtrlC ? 0 : 130));
 
 function step(title: string): void {
   process.stdout.write(`\n${bold(`== ${title}`)}\n`);
@@ -46,23 +51,49 @@ async function manage(...args: string[]): Promise<string> {
   return stdout;
 }
 
-async function startService(binary: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(root, `bin/${binary}.js`), '--config-file', configFile], {
-    cwd: root,
-    stdio: ['ignore', 'inherit', 'pipe'],
-  });
+/**
+ * Starts a service and waits for its "ready" line. Its log goes to the terminal, or with `logFile` to that
+ * file, detached, so that it can outlive the demo (--keep). A cleanup step stops it (SIGTERM, then waits).
+ */
+async function startService(binary: string, logFile?: string): Promise<{ child: ChildProcess; forget: () => void; stop: () => Promise<unknown> }> {
+  const args = [path.join(root, `bin/${binary}.js`), '--config-file', configFile];
   let log = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    log += chunk.toString();
-    process.stderr.write(chunk);
-  });
+  let child: ChildProcess;
+  let readLog: () => string;
+  if (logFile) {
+    const fd = openSync(logFile, 'w');
+    child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', fd, fd], detached: true });
+    closeSync(fd);
+    readLog = () => readFileSync(logFile, 'utf8');
+  } else {
+    child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'inherit', 'pipe'] });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+      process.stderr.write(chunk);
+    });
+    readLog = () => log;
+  }
+  const exited = new Promise((r) => child.once('exit', r));
+  const stop = async (): Promise<unknown> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    return exited;
+  };
+  const forget = onCleanup(binary, stop);
   const deadline = Date.now() + 60_000;
-  while (!log.includes(`${binary} ready`)) {
-    if (child.exitCode !== null) throw new Error(`${binary} exited with ${child.exitCode}`);
+  while (!readLog().includes(`${binary} ready`)) {
+    if (child.exitCode !== null) throw new Error(`${binary} exited with ${child.exitCode}${logFile ? ` (log: ${logFile})` : ''}`);
     if (Date.now() > deadline) throw new Error(`${binary} did not become ready within 60 s`);
     await sleep(100);
   }
-  return child;
+  return {
+    child,
+    forget,
+    stop: () => {
+      forget();
+      return stop();
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -78,7 +109,9 @@ async function main(): Promise<void> {
     await run('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-d', 'test', '-c', `create database ${DEMO_DB}`]);
     await manage('db', 'sync');
   }
-  const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true });
+  // Kept past the demo's exit only with --keep; stopped by the cleanup on a failure or Ctrl-C.
+  const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true, keepAfterExit: keep });
+  const forgetGuest = onCleanup('guest', () => guest.stop());
   process.stdout.write(`guest ${guest.name} uuid ${guest.uuid} pid ${guest.pid}\nmonitor ${guest.socketPath}\n`);
   await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 30_000);
   process.stdout.write(`its serial port wrote: "${FIXTURE_CONSOLE_LINE}"\n`);
@@ -90,35 +123,31 @@ async function main(): Promise<void> {
   if (apiMode) return runApiDemo(name);
 
   step('3. novamon-compute serving compute.' + config.DEFAULT.host + ' on RabbitMQ');
-  const compute = await startService('novamon-compute');
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    compute.kill('SIGTERM');
-    await new Promise((r) => compute.once('exit', r));
-  };
-  try {
-    step('4. Compute RPC calls, in oslo.messaging\'s wire format');
-    await manage('rpc', 'call', 'get_console_output', '--instance', guest.uuid ?? name, '--arg', 'tail_length=5');
-    await manage('rpc', 'call', 'get_instance_diagnostics', '--instance', name);
-    await manage('rpc', 'call', 'get_vnc_console', '--instance', name, '--arg', 'console_type=novnc');
-    await manage('rpc', 'call', 'pause_instance', '--instance', name, '--cast');
-    await sleep(500);
-    await manage('monitor-command', '--rpc', name, '{"execute":"query-status"}');
-    await manage('rpc', 'call', 'unpause_instance', '--instance', name, '--cast');
-    await manage('rpc', 'call', 'stop_instance', '--instance', name, '--arg', 'clean_shutdown=false');
-    await manage('rpc', 'call', 'start_instance', '--instance', name);
-    await manage('rpc', 'call', 'get_diagnostics', '--instance', name);
-    await manage('rpc', 'call', 'no_such_method', '--instance', name).catch((err: { stderr?: string }) => process.stdout.write(err.stderr ?? ''));
-    if (keep) {
-      process.stdout.write(`\nnovamon-compute (pid ${compute.pid}) and the guest keep running (--keep). Stop them with: kill ${compute.pid} ${guest.pid}\n`);
-      compute.unref();
-      return;
-    }
-  } finally {
-    if (!keep) await stop();
+  const logFile = keep ? path.join(config.DEFAULT.state_path, 'novamon-compute.log') : undefined;
+  if (logFile) mkdirSync(path.dirname(logFile), { recursive: true });
+  const compute = await startService('novamon-compute', logFile);
+  step('4. Compute RPC calls, in oslo.messaging\'s wire format');
+  await manage('rpc', 'call', 'get_console_output', '--instance', guest.uuid ?? name, '--arg', 'tail_length=5');
+  await manage('rpc', 'call', 'get_instance_diagnostics', '--instance', name);
+  await manage('rpc', 'call', 'get_vnc_console', '--instance', name, '--arg', 'console_type=novnc');
+  await manage('rpc', 'call', 'pause_instance', '--instance', name, '--cast');
+  await sleep(500);
+  await manage('monitor-command', '--rpc', name, '{"execute":"query-status"}');
+  await manage('rpc', 'call', 'unpause_instance', '--instance', name, '--cast');
+  await manage('rpc', 'call', 'stop_instance', '--instance', name, '--arg', 'clean_shutdown=false');
+  await manage('rpc', 'call', 'start_instance', '--instance', name);
+  await manage('rpc', 'call', 'get_diagnostics', '--instance', name);
+  await manage('rpc', 'call', 'no_such_method', '--instance', name).catch((err: { stderr?: string }) => process.stdout.write(err.stderr ?? ''));
+  if (keep) {
+    // start_instance relaunched QEMU: its pid now is the pidfile's, not the one it was started with.
+    compute.forget();
+    forgetGuest();
+    compute.child.unref();
+    process.stdout.write(`\nnovamon-compute (pid ${compute.child.pid}, log ${logFile}) and the guest (pid ${guest.currentPid()}) keep running (--keep).\n`);
+    process.stdout.write(`Stop them with: kill ${compute.child.pid} ${guest.currentPid()}\n`);
+    return;
   }
+  await compute.stop(); // it releases the embedded database
 
   step('5. What the database recorded (embedded PGlite; the service has stopped and released it)');
   await manage('instance', 'show', name);
@@ -141,34 +170,27 @@ async function openstack(...args: string[]): Promise<void> {
 /** Compute, API and console proxy on PostgreSQL, driven with the openstack client, until Ctrl-C. */
 async function runApiDemo(name: string): Promise<void> {
   step('3. novamon-compute, novamon-api (noauth2) and novamon-novncproxy, sharing PostgreSQL');
-  const services = [await startService('novamon-compute'), await startService('novamon-api'), await startService('novamon-novncproxy')];
-  const stopAll = async () => {
-    for (const s of services.reverse()) {
-      s.kill('SIGTERM');
-      await new Promise((r) => s.once('exit', r));
-    }
-    await run('pkill', ['-f', `${config.DEFAULT.instances_path}/${name}.monitor`]).catch(() => undefined);
-  };
-  try {
-    step('4. The openstack client, unchanged, against novamon-api');
-    await openstack('server', 'list');
-    await openstack('console', 'log', 'show', '--lines', '3', name);
-    await openstack('console', 'url', 'show', '--novnc', name);
-    await openstack('server', 'pause', name);
-    await sleep(1000);
-    await openstack('server', 'show', name, '-c', 'status', '-c', 'OS-EXT-STS:power_state', '-c', 'OS-EXT-STS:vm_state');
-    await openstack('server', 'unpause', name);
-    await openstack('server', 'event', 'list', name);
-  } catch (err) {
-    await stopAll();
-    throw err;
-  }
+  for (const binary of ['novamon-compute', 'novamon-api', 'novamon-novncproxy']) await startService(binary);
+  step('4. The openstack client, unchanged, against novamon-api');
+  await openstack('server', 'list');
+  await openstack('console', 'log', 'show', '--lines', '3', name);
+  await openstack('console', 'url', 'show', '--novnc', name);
+  await openstack('server', 'pause', name);
+  await sleep(1000);
+  await openstack('server', 'show', name, '-c', 'status', '-c', 'OS-EXT-STS:power_state', '-c', 'OS-EXT-STS:vm_state');
+  await openstack('server', 'unpause', name);
+  await openstack('server', 'event', 'list', name);
   process.stdout.write(`\nEverything keeps running: open the console URL above in a browser, or try more openstack commands.\nCtrl-C stops the services and the guest.\n`);
-  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
-  await stopAll();
+  // The signal handler stops the services and the guest, then exits 0.
+  waitingForCtrlC = true;
+  await new Promise(() => setInterval(() => undefined, 1 << 30));
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    await cleanupAll();
+    process.exit(1);
+  },
+);

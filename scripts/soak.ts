@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { startPrivatePostgres } from '../test/fixtures/private-postgres.js';
 import { freePort, startPrivateRabbit } from '../test/fixtures/private-rabbit.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup } from '../test/fixtures/cleanup.js';
 import { killAllFixtureGuests, startFixtureGuest, type FixtureGuest } from '../test/fixtures/guest.js';
 import { runFuzz } from '../test/resilience/fuzz.js';
 import { Caller, ComputeProcess, createTestDatabase, instanceArg, metric, PacedLoad, percentile, procStats, resultsDir, round, uniqueName, writeComputeConfig } from '../test/resilience/harness.js';
@@ -36,14 +37,24 @@ function slope(points: Array<[number, number]>): number {
 }
 
 async function main(): Promise<void> {
+  // Ctrl-C stops the service, the guests and the private servers too; the report is written only at the end.
+  cleanUpOnSignals();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'novamon-soak-'));
+  onCleanup('temp dir', async () => rmSync(dir, { recursive: true, force: true }));
   const instancesPath = path.join(dir, 'instances');
   out('starting a private RabbitMQ node and PostgreSQL server...');
-  const [rabbit, pg] = await Promise.all([startPrivateRabbit(), startPrivatePostgres()]);
+  const rabbitStarting = startPrivateRabbit();
+  const pgStarting = startPrivatePostgres();
+  onCleanup('private RabbitMQ', async () => (await rabbitStarting.catch(() => null))?.stop());
+  onCleanup('private PostgreSQL', async () => (await pgStarting.catch(() => null))?.stop());
+  onCleanup('guests', () => killAllFixtureGuests());
+  const [rabbit, pg] = await Promise.all([rabbitStarting, pgStarting]);
   const host = uniqueName('soak_host');
   const exchange = uniqueName('soak');
   let compute: ComputeProcess | null = null;
   let caller: Caller | null = null;
+  onCleanup('rpc caller', async () => caller?.close());
+  onCleanup('novamon-compute', async () => compute?.stop());
   try {
     const dbUrl = await createTestDatabase(pg.url, uniqueName('soak'));
     const opsPort = await freePort(40000, 45000);
@@ -167,11 +178,8 @@ async function main(): Promise<void> {
     writeFileSync(path.join(resultsDir, 'soak-latest.md'), md);
     out(md);
   } finally {
-    await compute?.stop();
-    await caller?.close();
-    await killAllFixtureGuests();
-    await Promise.allSettled([rabbit.stop(), pg.stop()]);
-    rmSync(dir, { recursive: true, force: true });
+    // In reverse order of registration: the service, the caller, the guests, the private servers, the temp dir.
+    await cleanupAll();
   }
 }
 
