@@ -16,7 +16,7 @@ import type { Logger } from '../logging.js';
 import { Metrics } from '../metrics.js';
 import { loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
 import { healthProblems } from './ops-listener.js';
-import { amqpConnection, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
+import { amqpConnection, onHangup, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
 
 function authenticator(config: Config, logger: Logger, metrics: Metrics): Authenticator {
   if (config.api.auth_strategy === 'noauth2') {
@@ -51,6 +51,7 @@ async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-api', 'Serve Nova\'s compute REST API v2.1 for novamon (and nova-compute) hosts', argv);
   const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-api');
+  onHangup(logger, configFiles, config);
   watchEventLoop(config, logger);
   const log = logger.child({ component: 'main' });
   if (config.database.connection === '') {

@@ -17,7 +17,7 @@ import { ComputeForensics } from '../compute/forensics.js';
 import { GuestRunEventLog } from '../compute/run-events.js';
 import { Housekeeping } from '../compute/housekeeping.js';
 import { bindCompute, loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
-import { amqpConnection, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
+import { amqpConnection, onHangup, onShutdown, queueFlags, runService, serviceConfigFiles } from './service.js';
 import { Metrics } from '../metrics.js';
 import type { Config } from '../config/options.js';
 import type { Database } from '../db/knex.js';
@@ -32,6 +32,7 @@ async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-compute', 'Serve Nova\'s compute RPC API from the QEMU monitor', argv);
   const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-compute');
+  onHangup(logger, configFiles, config);
   watchEventLoop(config, logger);
   const log = logger.child({ component: 'main' });
 

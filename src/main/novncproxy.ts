@@ -6,12 +6,13 @@ import 'reflect-metadata';
 import { ConfigError } from '../config/loader.js';
 import { createConsoleProxy } from './consoleproxy.js';
 import { loadServiceConfig, openDatabase, serviceLogger, watchEventLoop } from './bootstrap.js';
-import { amqpConnection, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
+import { amqpConnection, onHangup, onShutdown, rpcClient, runService, serviceConfigFiles } from './service.js';
 
 async function main(argv: string[]): Promise<void> {
   const configFiles = serviceConfigFiles('novamon-novncproxy', 'Serve noVNC and bridge its WebSockets to guests\' VNC servers, for the console URLs novamon hands out', argv);
   const config = loadServiceConfig(configFiles, process.env);
   const logger = serviceLogger(config, 'novamon-novncproxy');
+  onHangup(logger, configFiles, config);
   watchEventLoop(config, logger);
   const log = logger.child({ component: 'main' });
 

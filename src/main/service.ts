@@ -1,9 +1,11 @@
 // What every long-running novamon binary does the same way: its command line, its RabbitMQ
 // connection and RPC client from [oslo_messaging_rabbit], a graceful stop on SIGTERM/SIGINT that
-// closes resources in order within a deadline, and a one-line error on a failed start.
+// closes resources in order within a deadline, a configuration reload on SIGHUP, and a one-line error
+// on a failed start.
 
+import path from 'node:path';
 import { Command } from 'commander';
-import { ConfigError } from '../config/loader.js';
+import { ConfigError, loadConfig } from '../config/loader.js';
 import type { Config } from '../config/options.js';
 import type { Logger } from '../logging.js';
 import { AmqpConnectionManager } from '../rpc/amqp-connection.js';
@@ -91,6 +93,45 @@ export function onShutdown(logger: Logger, deadlineMs: number, announce: () => R
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+/** Options a reload applies while the service runs (oslo.log's `debug` is mutable in Nova's services too). */
+const MUTABLE_OPTIONS = new Set(['DEFAULT.debug']);
+
+/**
+ * On SIGHUP, as oslo.service does for Nova's services: read the configuration files again and apply what
+ * may change while running, the log level (`[DEFAULT] debug`, unless NOVAMON_LOG_LEVEL pins it); other
+ * options that changed are named in the log as waiting for a restart, and files that no longer load leave
+ * everything as it was. Without a handler a hang-up (`systemctl reload`, a closed terminal) ended the
+ * service on the spot, with no graceful stop.
+ */
+export function onHangup(logger: Logger, configFiles: readonly string[], running: Config): void {
+  const log = logger.child({ component: 'main' });
+  process.on('SIGHUP', () => {
+    let next: Config;
+    try {
+      next = loadConfig(configFiles.map((f) => path.resolve(f)), process.env);
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : String(err) }, 'SIGHUP: configuration not reloaded; the running one stays');
+      return;
+    }
+    logger.level = process.env['NOVAMON_LOG_LEVEL'] ?? (next.DEFAULT.debug ? 'debug' : 'info');
+    const needRestart = changedOptions(running, next).filter((o) => !MUTABLE_OPTIONS.has(o));
+    log.info({ logLevel: logger.level, ...(needRestart.length > 0 ? { needRestart } : {}) }, 'SIGHUP: configuration reloaded');
+  });
+}
+
+/** `section.option` of every option whose value differs between two configurations. */
+function changedOptions(a: Config, b: Config): string[] {
+  const out: string[] = [];
+  const sections = a as unknown as Record<string, Record<string, unknown>>;
+  const others = b as unknown as Record<string, Record<string, unknown>>;
+  for (const [section, options] of Object.entries(sections)) {
+    for (const [option, value] of Object.entries(options)) {
+      if (JSON.stringify(value) !== JSON.stringify(others[section]?.[option])) out.push(`${section}.${option}`);
+    }
+  }
+  return out;
 }
 
 /** Runs a binary's main; a failed start prints one readable line and exits 1. */
