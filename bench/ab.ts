@@ -127,11 +127,11 @@ interface RoundSetup {
 /** One variant in one round: a fresh service and database, each method loaded once. */
 async function measureVariant(o: RoundSetup): Promise<void> {
   const setup = await prepareService(o.tmp, o.instancesPath, null);
-  const forgetDatabase = onCleanup('database', () => dropDatabase(setup.databaseName));
+  const databaseStep = onCleanup('database', () => dropDatabase(setup.databaseName));
   const service = ServiceProcess.start(setup, o.variant);
-  const forgetService = onCleanup('novamon-compute', () => service.stop());
+  const serviceStep = onCleanup('novamon-compute', () => service.stop());
   const caller = await ComputeCaller.open(TRANSPORT_URL, setup.exchange, setup.host);
-  const forgetCaller = onCleanup('rpc client', () => caller.close());
+  const callerStep = onCleanup('rpc client', () => caller.close());
   try {
     await service.waitAnswering(caller, `novamon-compute (${o.variant.name})`);
     const pids = componentPids(service.pid, o.guests.map((g) => g.guest.currentPid()).filter((p): p is number => p !== null));
@@ -154,12 +154,9 @@ async function measureVariant(o: RoundSetup): Promise<void> {
       progress(`round ${o.round} ${o.variant.name} ${method} @${o.inFlight}: ${r.callsPerSec.toFixed(0)}/s p50 ${r.latencyMs.p50.toFixed(2)} ms${r.errors ? ` errors ${r.errors}` : ''}`);
     }
   } finally {
-    forgetCaller();
-    await caller.close();
-    forgetService();
-    await service.stop();
-    forgetDatabase();
-    await dropDatabase(setup.databaseName);
+    await callerStep.run();
+    await serviceStep.run();
+    await databaseStep.run();
   }
 }
 

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config/loader.js';
-import { cleanUpOnSignals, cleanupAll, onCleanup } from '../test/fixtures/cleanup.js';
+import { cleanUpOnSignals, cleanupAll, onCleanup, type CleanupStep } from '../test/fixtures/cleanup.js';
 import { startFixtureGuest, waitForFileText, FIXTURE_CONSOLE_LINE } from '../test/fixtures/guest.js';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -55,7 +55,7 @@ async function manage(...args: string[]): Promise<string> {
  * Starts a service and waits for its "ready" line. Its log goes to the terminal, or with `logFile` to that
  * file, detached, so that it can outlive the demo (--keep). A cleanup step stops it (SIGTERM, then waits).
  */
-async function startService(binary: string, logFile?: string): Promise<{ child: ChildProcess; forget: () => void; stop: () => Promise<unknown> }> {
+async function startService(binary: string, logFile?: string): Promise<{ child: ChildProcess; stop: CleanupStep }> {
   const args = [path.join(root, `bin/${binary}.js`), '--config-file', configFile];
   let log = '';
   let child: ChildProcess;
@@ -74,26 +74,18 @@ async function startService(binary: string, logFile?: string): Promise<{ child: 
     readLog = () => log;
   }
   const exited = new Promise((r) => child.once('exit', r));
-  const stop = async (): Promise<unknown> => {
+  const stop = onCleanup(binary, async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
-    return exited;
-  };
-  const forget = onCleanup(binary, stop);
+    await exited;
+  });
   const deadline = Date.now() + 60_000;
   while (!readLog().includes(`${binary} ready`)) {
     if (child.exitCode !== null) throw new Error(`${binary} exited with ${child.exitCode}${logFile ? ` (log: ${logFile})` : ''}`);
     if (Date.now() > deadline) throw new Error(`${binary} did not become ready within 60 s`);
     await sleep(100);
   }
-  return {
-    child,
-    forget,
-    stop: () => {
-      forget();
-      return stop();
-    },
-  };
+  return { child, stop };
 }
 
 async function main(): Promise<void> {
@@ -111,7 +103,7 @@ async function main(): Promise<void> {
   }
   // Kept past the demo's exit only with --keep; stopped by the cleanup on a failure or Ctrl-C.
   const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true, keepAfterExit: keep });
-  const forgetGuest = onCleanup('guest', () => guest.stop());
+  const stopGuest = onCleanup('guest', () => guest.stop());
   process.stdout.write(`guest ${guest.name} uuid ${guest.uuid} pid ${guest.pid}\nmonitor ${guest.socketPath}\n`);
   await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 30_000);
   process.stdout.write(`its serial port wrote: "${FIXTURE_CONSOLE_LINE}"\n`);
@@ -140,20 +132,20 @@ async function main(): Promise<void> {
   await manage('rpc', 'call', 'no_such_method', '--instance', name).catch((err: { stderr?: string }) => process.stdout.write(err.stderr ?? ''));
   if (keep) {
     // start_instance relaunched QEMU: its pid now is the pidfile's, not the one it was started with.
-    compute.forget();
-    forgetGuest();
+    compute.stop.forget();
+    stopGuest.forget();
     compute.child.unref();
     process.stdout.write(`\nnovamon-compute (pid ${compute.child.pid}, log ${logFile}) and the guest (pid ${guest.currentPid()}) keep running (--keep).\n`);
     process.stdout.write(`Stop them with: kill ${compute.child.pid} ${guest.currentPid()}\n`);
     return;
   }
-  await compute.stop(); // it releases the embedded database
+  await compute.stop.run(); // it releases the embedded database
 
   step('5. What the database recorded (embedded PGlite; the service has stopped and released it)');
   await manage('instance', 'show', name);
   await manage('instance', 'actions', name);
   await manage('instance', 'faults', name);
-  await guest.stop();
+  await stopGuest.run();
   process.stdout.write('\nDone: the guest and the service are stopped.\n');
 }
 

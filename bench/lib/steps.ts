@@ -27,7 +27,9 @@ export function stepReport(calls: readonly Call[], shapes: number): string[] {
   const byShape = new Map<string, Call[]>();
   for (const c of calls) {
     const shape = c.map(([s]) => s).join(' ');
-    byShape.set(shape, [...(byShape.get(shape) ?? []), c]);
+    const group = byShape.get(shape);
+    if (group) group.push(c);
+    else byShape.set(shape, [c]);
   }
   const us = (ms: number): string => (ms * 1000).toFixed(0);
   const out: string[] = [];

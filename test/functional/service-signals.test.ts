@@ -3,16 +3,11 @@
 // debug` from then on, other changed options are named as waiting for a restart, and a file that no
 // longer loads changes nothing. None of it stops the service, which still stops cleanly on SIGTERM.
 
-import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startComputeService, until, type ComputeService } from '../fixtures/compute-service.js';
 import { startFixtureGuest, type FixtureGuest } from '../fixtures/guest.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const run = promisify(execFile);
 let compute: ComputeService;
 const guests: FixtureGuest[] = [];
 let original: string;
@@ -77,7 +72,7 @@ it('goes back to info at SIGHUP after debug is removed, and still stops cleanly 
   const guest = await startFixtureGuest({ instancesPath: compute.instancesPath, name: 'instance-000000d2' });
   guests.push(guest);
   // The service answers from the new guest's monitor (so it connected to it), without a debug line.
-  const { stdout } = await run(process.execPath, ['bin/novamon-manage.js', '--config-file', compute.configPath, 'rpc', 'call', 'get_instance_diagnostics', '--instance', guest.name], { cwd: ROOT });
+  const { stdout } = await compute.manage('rpc', 'call', 'get_instance_diagnostics', '--instance', guest.name);
   expect(stdout).toContain('"state": "running"');
   const stopped = await compute.stop();
   expect(stopped.code).toBe(0);
