@@ -150,6 +150,8 @@ export const options = {
     enabled: opt(bool, false, 'Hand out serial consoles (guests with a TCP serial port).'),
     base_url: opt(str.url(), 'ws://127.0.0.1:6083/', 'Base URL of the serial console proxy handed to users.'),
     proxyclient_address: opt(str, '127.0.0.1', 'Address the serial proxy uses to reach guests on this host.'),
+    serialproxy_host: opt(str, '127.0.0.1', 'Address novamon-serialproxy listens on.'),
+    serialproxy_port: opt(int(1, 65535), 6083, 'Port novamon-serialproxy listens on.'),
   },
   api: {
     auth_strategy: opt(z.enum(['keystone', 'noauth2']), 'keystone', 'keystone (token validation) or noauth2 (development only).'),

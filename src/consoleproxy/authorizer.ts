@@ -31,7 +31,7 @@ export interface ConsolePortValidator {
 }
 
 export interface ConsoleAuthorizerSettings {
-  /** The console type this proxy serves ('novnc'). */
+  /** The console type this proxy serves ('novnc' or 'serial'). */
   consoleType: string;
   /** Hostnames a browser's Origin may name (see allowedOriginHostnames). */
   allowedOriginHostnames: ReadonlySet<string>;
@@ -53,7 +53,8 @@ export type RefusalReason =
   | 'bad-origin'
   | 'instance-unknown'
   | 'port-not-valid'
-  | 'validation-failed';
+  | 'validation-failed'
+  | 'in-use';
 
 /** A refused console request. `status` is the HTTP status the upgrade is answered with. */
 export class ConsoleRefused extends Error {

@@ -12,6 +12,11 @@ export interface BridgeOptions {
   lowWaterMark?: number;
   /** After one side closed, the other gets this long to finish its close before it is destroyed. */
   closeGraceMs?: number;
+  /**
+   * Forward text frames to the guest as their UTF-8 bytes (a serial terminal sends what is typed as text).
+   * Off by default: RFB travels in binary frames only, so text from a VNC client means a confused client.
+   */
+  forwardText?: boolean;
 }
 
 export interface BridgeStats {
@@ -41,6 +46,7 @@ export class ConsoleBridge {
   private readonly high: number;
   private readonly low: number;
   private readonly graceMs: number;
+  private readonly forwardText: boolean;
   private guestPaused = false;
   private clientPaused = false;
   private wsClosed = false;
@@ -56,6 +62,7 @@ export class ConsoleBridge {
     this.high = opts.highWaterMark ?? DEFAULT_HIGH;
     this.low = Math.min(opts.lowWaterMark ?? DEFAULT_LOW, this.high);
     this.graceMs = opts.closeGraceMs ?? DEFAULT_GRACE_MS;
+    this.forwardText = opts.forwardText ?? false;
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     tcp.setNoDelay(true);
     tcp.on('data', (chunk: Buffer) => this.toClient(chunk));
@@ -107,7 +114,7 @@ export class ConsoleBridge {
   }
 
   private toGuest(data: RawData, isBinary: boolean): void {
-    if (!isBinary) {
+    if (!isBinary && !this.forwardText) {
       // websockify's binary protocol carries RFB in binary frames only; text means a confused client.
       this.stats.closedBy ??= 'error';
       this.stats.error ??= 'client sent a text frame';

@@ -1,9 +1,10 @@
-// Reaching a guest's VNC server. An RFB server speaks first, and QEMU listens for VNC with a backlog of
+// Reaching a guest's console server. An RFB server speaks first, and QEMU listens for VNC with a backlog of
 // one: when several connections arrive while its main loop is busy, the kernel answers the extra ones
 // with SYN cookies and then drops them from the full accept queue, and the client is left with a socket
 // that connected and will never hear a byte. So connections to one VNC server are dialled one at a time,
 // each handed over only once the server has greeted, and a server that stays silent is dialled again
-// while the time allowed lasts.
+// while the time allowed lasts. A serial port says nothing until the guest writes: with `serverGreets`
+// off the socket is handed over once connected (still one dial at a time per address).
 
 import net, { type Socket } from 'node:net';
 import { KeyedChain } from '../keyed-chain.js';
@@ -15,6 +16,8 @@ export interface GuestConnectorOptions {
   timeoutMs: number;
   /** A server that accepted but has not greeted in this long is dropped and dialled again. Default 2 s. */
   greetingTimeoutMs?: number;
+  /** Whether the console server speaks first (VNC: it does; a serial port: it does not). Default true. */
+  serverGreets?: boolean;
   logger?: Logger;
 }
 
@@ -45,6 +48,7 @@ export class GuestConnector {
         throw new Error(attempt === 1 ? `timed out after ${this.opts.timeoutMs} ms` : `no greeting in ${this.opts.timeoutMs} ms (${attempt - 1} connections)`);
       }
       const sock = await connectGuest(target, left);
+      if (this.opts.serverGreets === false) return sock;
       const heard = await awaitGreeting(sock, Math.min(this.greetingTimeoutMs, deadline - Date.now()));
       if (heard === 'greeted') return sock;
       sock.destroy();

@@ -1,6 +1,8 @@
-// novamon-novncproxy's listener: one HTTP server that serves the console page and noVNC's files, and
-// turns WebSocket upgrades into console bridges once the authorizer has accepted them. Refused requests
-// are answered before the WebSocket handshake and before anything connects to the guest.
+// A console proxy's listener: one HTTP server that turns WebSocket upgrades into console bridges once the
+// authorizer has accepted them, and (novamon-novncproxy) serves the console page and noVNC's files.
+// Refused requests are answered before the WebSocket handshake and before anything connects to the guest.
+// novamon-serialproxy uses the same listener without pages, without waiting for a greeting (a serial
+// port says nothing until the guest writes), and with one session per serial port, as libvirt allows.
 
 import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -13,9 +15,18 @@ import { GuestConnector } from './guest-connector.js';
 import { ConsoleStaticFiles } from './static.js';
 import { extractToken } from './token.js';
 
-export interface NovncProxyOptions {
+export interface ConsoleProxyOptions {
   authorizer: Pick<ConsoleAuthorizer, 'authorize'>;
   logger: Logger;
+  /** The log component: `novncproxy` (default) or `serialproxy`. */
+  name?: string;
+  /** Whether the console server speaks first (VNC). Default true; false for serial ports. */
+  serverGreets?: boolean;
+  /**
+   * One session per console address: a second request while one is open (or being opened) is refused with
+   * 409. QEMU's TCP serial port serves one client and leaves the next one connected but silent.
+   */
+  exclusive?: boolean;
   /** Bound on reaching the guest's VNC server: its turn, the connection, CONNECT, the greeting. Default 10 s. */
   connectTimeoutMs?: number;
   /** A VNC server that accepted but has not greeted in this long is dialled again. Default 2 s. */
@@ -25,7 +36,8 @@ export interface NovncProxyOptions {
   /** Largest WebSocket message accepted from a browser. Default 4 MiB. */
   maxPayload?: number;
   bridge?: BridgeOptions;
-  staticFiles?: ConsoleStaticFiles;
+  /** The pages served to plain HTTP requests; null: none (426, WebSocket only). Default: noVNC's. */
+  staticFiles?: ConsoleStaticFiles | null;
 }
 
 export interface ProxyStats {
@@ -34,26 +46,33 @@ export interface ProxyStats {
   refused: number;
 }
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 409: 'Conflict', 502: 'Bad Gateway', 503: 'Service Unavailable' };
 
-export class NovncProxy {
+export class ConsoleProxy {
   private readonly server: http.Server;
   private readonly wss: WebSocketServer;
   private readonly log: Logger;
   private readonly bridges = new Set<ConsoleBridge>();
   /** Upgrades still being authorized or connected; destroyed on close. */
   private readonly pending = new Set<Duplex>();
-  private readonly files: ConsoleStaticFiles;
+  private readonly files: ConsoleStaticFiles | null;
+  /** Console addresses with a session open or being opened (exclusive proxies only). */
+  private readonly occupied = new Set<string>();
   private readonly guests: GuestConnector;
   private readonly maxBridges: number;
   private readonly counters = { accepted: 0, refused: 0 };
   private closing: Promise<void> | null = null;
 
-  constructor(private readonly opts: NovncProxyOptions) {
-    this.log = opts.logger.child({ component: 'novncproxy' });
-    this.files = opts.staticFiles ?? new ConsoleStaticFiles();
+  constructor(private readonly opts: ConsoleProxyOptions) {
+    this.log = opts.logger.child({ component: opts.name ?? 'novncproxy' });
+    this.files = opts.staticFiles === undefined ? new ConsoleStaticFiles() : opts.staticFiles;
     this.maxBridges = opts.maxBridges ?? 1024;
-    this.guests = new GuestConnector({ timeoutMs: opts.connectTimeoutMs ?? 10_000, greetingTimeoutMs: opts.greetingTimeoutMs, logger: this.log });
+    this.guests = new GuestConnector({
+      timeoutMs: opts.connectTimeoutMs ?? 10_000,
+      greetingTimeoutMs: opts.greetingTimeoutMs,
+      serverGreets: opts.serverGreets,
+      logger: this.log,
+    });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: opts.maxPayload ?? 4 * 1024 * 1024,
@@ -62,6 +81,7 @@ export class NovncProxy {
       handleProtocols: (protocols) => (protocols.has('binary') ? 'binary' : false),
     });
     this.server = http.createServer((req, res) => {
+      if (!this.files) return void res.writeHead(426, { Upgrade: 'websocket', Connection: 'Upgrade', 'Content-Type': 'text/plain' }).end('WebSocket console connections only\n');
       this.files.handle(req, res).catch((err: unknown) => {
         this.log.warn({ err: String(err), url: req.url?.split('?')[0] }, 'static file request failed');
         res.destroy();
@@ -128,27 +148,47 @@ export class NovncProxy {
     const origin = header(req, 'origin') ?? header(req, 'sec-websocket-origin');
     const target = await this.opts.authorizer.authorize({ token: extractToken(req.url ?? '/', header(req, 'cookie')), origin, host: header(req, 'host') });
     if (socket.destroyed) return;
+    const release = this.claim(target);
     const gone = new AbortController();
     socket.once('close', () => gone.abort());
     const guest = await this.guests.connect(target, gone.signal).catch((err: unknown) => {
+      release();
       throw new ConsoleRefused('validation-failed', `Cannot reach the console at ${target.host}:${target.port}: ${String(err)}`, target.instanceUuid, 502);
     });
     if (socket.destroyed || this.closing) {
       guest.destroy();
+      release();
       return;
     }
     let bridged = false;
     // ws answers a malformed handshake itself and never calls back: the guest socket must not leak then.
     socket.once('close', () => {
-      if (!bridged) guest.destroy();
+      if (bridged) return;
+      guest.destroy();
+      release();
     });
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       bridged = true;
-      this.startBridge(ws, guest, target, req);
+      this.startBridge(ws, guest, target, req, release);
     });
   }
 
-  private startBridge(ws: WebSocket, guest: Socket, target: ConsoleTarget, req: IncomingMessage): void {
+  /** Takes the console's address for this session (exclusive proxies); returns its idempotent release. */
+  private claim(target: ConsoleTarget): () => void {
+    if (!this.opts.exclusive) return () => undefined;
+    const key = `${target.host}:${target.port}`;
+    if (this.occupied.has(key)) {
+      throw new ConsoleRefused('in-use', 'The console is in use by another session; close that one first', target.instanceUuid, 409);
+    }
+    this.occupied.add(key);
+    let held = true;
+    return () => {
+      if (held) this.occupied.delete(key);
+      held = false;
+    };
+  }
+
+  private startBridge(ws: WebSocket, guest: Socket, target: ConsoleTarget, req: IncomingMessage, release: () => void): void {
     const bridge = new ConsoleBridge(ws, guest, this.opts.bridge);
     this.bridges.add(bridge);
     this.counters.accepted++;
@@ -156,6 +196,7 @@ export class NovncProxy {
     log.info({ remote: req.socket.remoteAddress, target: `${target.host}:${target.port}`, open: this.bridges.size }, 'console connected');
     void bridge.closed.then((s: BridgeStats) => {
       this.bridges.delete(bridge);
+      release();
       log.info({ closedBy: s.closedBy, error: s.error, bytesToGuest: s.bytesToGuest, bytesToClient: s.bytesToClient, guestPauses: s.guestPauses, clientPauses: s.clientPauses }, 'console closed');
     });
   }
@@ -165,7 +206,8 @@ export class NovncProxy {
     const remote = req.socket.remoteAddress;
     if (err instanceof ConsoleRefused) {
       this.log.warn({ instanceUuid: err.instanceUuid, reason: err.reason, remote, origin: header(req, 'origin') }, `console refused: ${err.message}`);
-      return reject(socket, err.status, err.reason === 'bad-origin' ? err.message : 'Console access refused');
+      const told = err.reason === 'bad-origin' || err.reason === 'in-use';
+      return reject(socket, err.status, told ? err.message : 'Console access refused');
     }
     this.log.error({ remote, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) }, 'console refused: internal error');
     reject(socket, 503, 'Console temporarily unavailable');

@@ -1,15 +1,29 @@
 // The real clients against the real services: Debian's `openstack` and `nova`, run as subprocesses with
 // the noauth2 flags, against novamon-api + novamon-compute (qemu driver, a TCG fixture guest) +
-// RabbitMQ + PostgreSQL. Every command of docs/api.md's table, and what each one changed.
+// RabbitMQ + PostgreSQL. Every command of docs/api.md's table, and what each one changed. The serial
+// console URLs they print are opened through novamon-serialproxy and must show what the guest prints.
 
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { FIXTURE_CONSOLE_LINE, waitForFileText } from '../fixtures/guest.js';
-import { runClient, startApiStack, type ApiStack, type ClientResult } from '../fixtures/api-stack.js';
+import { freePort, runClient, startApiStack, type ApiStack, type ClientResult } from '../fixtures/api-stack.js';
+import { openSerialSession, startSerialProxy, type SerialProxy } from '../fixtures/serial-proxy.js';
 
 const NAME = `vm-${randomBytes(3).toString('hex')}`;
 let stack: ApiStack;
 let uuid: string;
+let serialProxy: SerialProxy;
+let serialProxyPort: number;
+
+/** Opens a serial console URL a client printed, and reads a line the guest prints through it. */
+async function readThroughSerialUrl(url: string): Promise<string> {
+  const session = await openSerialSession(url);
+  try {
+    return await session.tick();
+  } finally {
+    await session.close();
+  }
+}
 
 function osc(...args: string[]): Promise<ClientResult> {
   return runClient('/usr/bin/openstack', ['--os-auth-type', 'admin_token', '--os-endpoint', stack.endpoint, '--os-token', 'admin', ...args]);
@@ -43,13 +57,20 @@ async function waitStatus(status: string, timeoutMs = 60_000): Promise<Record<st
 }
 
 beforeAll(async () => {
-  stack = await startApiStack({ guests: [{ displayName: NAME, projectId: 'admin', userId: 'admin' }], auth: 'noauth2' });
+  serialProxyPort = await freePort();
+  stack = await startApiStack({
+    guests: [{ displayName: NAME, projectId: 'admin', userId: 'admin', serialTcpPort: await freePort() }],
+    auth: 'noauth2',
+    extraConfig: ['[serial_console]', 'enabled = true', `base_url = ws://127.0.0.1:${serialProxyPort}/`, `serialproxy_port = ${serialProxyPort}`, ''].join('\n'),
+  });
+  serialProxy = await startSerialProxy(stack.computeConfigPath);
   uuid = stack.instances[0]!.uuid;
   const guest = stack.guests[0]!;
   await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 60_000);
 }, 240_000);
 
 afterAll(async () => {
+  await serialProxy?.stop();
   await stack?.close();
 });
 
@@ -73,6 +94,13 @@ describe('openstack (OSC 6, admin_token)', () => {
   test('console url show --novnc gives a noVNC URL with a token', async () => {
     const out = JSON.parse(ok(await osc('console', 'url', 'show', '--novnc', NAME, '-f', 'json'))) as Record<string, string>;
     expect(out['url']).toMatch(/^http:\/\/127\.0\.0\.1:6080\/vnc_auto\.html\?path=%3Ftoken%3D[0-9a-f-]{36}$/);
+  });
+
+  test('console url show --serial gives a URL on novamon-serialproxy that shows the guest\'s serial port', async () => {
+    const out = JSON.parse(ok(await osc('console', 'url', 'show', '--serial', NAME, '-f', 'json'))) as Record<string, string>;
+    expect(out['type']).toBe('serial');
+    expect(out['url']).toMatch(new RegExp(`^ws://127\\.0\\.0\\.1:${serialProxyPort}/\\?token=[0-9a-f-]{36}$`));
+    expect(await readThroughSerialUrl(out['url']!)).toMatch(/^novamon fixture tick \d+$/);
   });
 
   test('server show --diagnostics shows the monitor\'s counters', async () => {
@@ -118,6 +146,13 @@ describe('nova (novaclient 18, admin_token)', () => {
 
   test('get-vnc-console novnc', async () => {
     expect(ok(await nova('get-vnc-console', NAME, 'novnc'))).toMatch(/novnc\s*\|\s*http:\/\/127\.0\.0\.1:6080\/vnc_auto\.html\?path=%3Ftoken%3D/);
+  });
+
+  test('get-serial-console, after the guest was stopped and started again', async () => {
+    const out = ok(await nova('get-serial-console', NAME));
+    const url = new RegExp(`serial\\s*\\|\\s*(ws://127\\.0\\.0\\.1:${serialProxyPort}/\\?token=[0-9a-f-]{36})`).exec(out)?.[1];
+    expect(url, out).toBeDefined();
+    expect(await readThroughSerialUrl(url!)).toMatch(/^novamon fixture tick \d+$/);
   });
 
   test('diagnostics (2.48+ view)', async () => {

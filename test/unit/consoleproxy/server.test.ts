@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ConsoleAuthorizer, type ConsolePortValidator } from '../../../src/consoleproxy/authorizer.js';
 import { allowedOriginHostnames } from '../../../src/consoleproxy/origin.js';
-import { NovncProxy } from '../../../src/consoleproxy/server.js';
+import { ConsoleProxy } from '../../../src/consoleproxy/server.js';
 import type { ConsoleAuthTokenRow } from '../../../src/db/console-auth-token-repository.js';
 import { silentLogger } from '../../../src/logging.js';
 
@@ -49,7 +49,7 @@ class CountingVnc {
 let vnc: CountingVnc;
 let vncPort: number;
 let tokens: MemoryTokens;
-let proxy: NovncProxy;
+let proxy: ConsoleProxy;
 let proxyPort: number;
 let portValid: boolean;
 const validations: Array<{ computeHost: string; port: number; consoleType: string }> = [];
@@ -72,7 +72,7 @@ beforeEach(async () => {
     baseUrl: 'http://127.0.0.1:6080/vnc_auto.html',
     lookupTimeoutMs: 2000,
   });
-  proxy = new NovncProxy({ authorizer, logger: silentLogger() });
+  proxy = new ConsoleProxy({ authorizer, logger: silentLogger() });
   proxyPort = (await proxy.listen('127.0.0.1', 0)).port;
 });
 
@@ -82,9 +82,9 @@ afterEach(async () => {
 });
 
 /** Opens a WebSocket; resolves with the first bytes received, or rejects with the HTTP status of a refusal. */
-function open(path: string, headers: Record<string, string> = {}): Promise<{ ws: WebSocket; first: Buffer; protocol: string }> {
+function open(path: string, headers: Record<string, string> = {}, port = proxyPort): Promise<{ ws: WebSocket; first: Buffer; protocol: string }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${proxyPort}${path}`, ['binary'], { headers });
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, ['binary'], { headers });
     ws.once('unexpected-response', (_req, res) => {
       reject(new Error(`HTTP ${res.statusCode}`));
       res.resume();
@@ -94,7 +94,7 @@ function open(path: string, headers: Record<string, string> = {}): Promise<{ ws:
   });
 }
 
-describe('NovncProxy', () => {
+describe('ConsoleProxy', () => {
   it('bridges a valid token to the guest with the binary subprotocol', async () => {
     tokens.add('good', { port: vncPort });
     const { ws, first, protocol } = await open('/?token=good', { Origin: 'http://127.0.0.1:6080' });
@@ -201,5 +201,117 @@ describe('NovncProxy', () => {
     await proxy.close();
     expect(await code).toBe(1001);
     expect(proxy.stats().open).toBe(0);
+  });
+});
+
+/** A TCP serial port as QEMU serves one: silent until the guest writes, one client at a time. */
+class SerialPort {
+  accepted = 0;
+  readonly received: Buffer[] = [];
+  readonly server = net.createServer((s) => {
+    this.accepted++;
+    s.on('data', (d: Buffer) => {
+      this.received.push(d);
+      s.write(Buffer.concat([Buffer.from('echo:'), d]));
+    });
+    s.on('error', () => undefined);
+  });
+  async start(): Promise<number> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return (this.server.address() as AddressInfo).port;
+  }
+}
+
+describe('ConsoleProxy as the serial proxy (no greeting, one session per port, no pages)', () => {
+  let serial: SerialPort;
+  let serialPort: number;
+  let serialProxy: ConsoleProxy;
+  let serialProxyPort: number;
+
+  beforeEach(async () => {
+    serial = new SerialPort();
+    serialPort = await serial.start();
+    const authorizer = new ConsoleAuthorizer(tokens, { getByUuid: async () => ({ host: 'compute-a' }) }, { validate: async () => true }, {
+      consoleType: 'serial',
+      allowedOriginHostnames: allowedOriginHostnames('ws://127.0.0.1:6083/', ['127.0.0.1']),
+      baseUrl: 'ws://127.0.0.1:6083/',
+      lookupTimeoutMs: 2000,
+    });
+    serialProxy = new ConsoleProxy({ authorizer, logger: silentLogger(), name: 'serialproxy', serverGreets: false, exclusive: true, staticFiles: null, bridge: { forwardText: true } });
+    serialProxyPort = (await serialProxy.listen('127.0.0.1', 0)).port;
+  });
+
+  afterEach(async () => {
+    await serialProxy.close();
+    await new Promise((r) => serial.server.close(r));
+  });
+
+  /** Opens a session without waiting for bytes (a serial port sends none until the guest writes). */
+  function session(token: string): Promise<WebSocket> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${serialProxyPort}/?token=${token}`, ['binary']);
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => reject(new Error(`HTTP ${res.statusCode}: ${body.trim()}`)));
+      });
+      ws.once('error', reject);
+      ws.once('open', () => resolve(ws));
+    });
+  }
+
+  function nextMessage(ws: WebSocket): Promise<string> {
+    return new Promise((r) => ws.once('message', (d: Buffer) => r(d.toString())));
+  }
+
+  it('bridges a port that never speaks first, and passes typed text frames on as bytes', async () => {
+    tokens.add('s1', { port: serialPort, consoleType: 'serial', accessUrlBase: 'ws://127.0.0.1:6083/' });
+    const ws = await session('s1');
+    expect(ws.protocol).toBe('binary');
+    let reply = nextMessage(ws);
+    ws.send('ls -l\r');
+    expect(await reply).toBe('echo:ls -l\r');
+    reply = nextMessage(ws);
+    ws.send(Buffer.from([0x03]));
+    expect(await reply).toBe('echo:\x03');
+    expect(Buffer.concat(serial.received).toString()).toBe('ls -l\r\x03');
+    ws.close();
+    await expect.poll(() => serialProxy.stats().open).toBe(0);
+  });
+
+  it('refuses a second session on the same port with 409 until the first one closes', async () => {
+    tokens.add('a', { port: serialPort, consoleType: 'serial' });
+    tokens.add('b', { port: serialPort, consoleType: 'serial' });
+    const first = await session('a');
+    await expect(session('b')).rejects.toThrow('HTTP 409: The console is in use by another session; close that one first');
+    expect(serial.accepted).toBe(1);
+    first.close();
+    await expect.poll(() => serialProxy.stats().open).toBe(0);
+    const second = await session('b');
+    const reply = nextMessage(second);
+    second.send('x');
+    expect(await reply).toBe('echo:x');
+    expect(serial.accepted).toBe(2);
+    second.close();
+  });
+
+  it('frees the port when reaching it fails, so the next session can try again', async () => {
+    const dead = net.createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const deadPort = (dead.address() as AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    tokens.add('d1', { port: deadPort, consoleType: 'serial' });
+    tokens.add('d2', { port: deadPort, consoleType: 'serial' });
+    await expect(session('d1')).rejects.toThrow('HTTP 502');
+    await expect(session('d2')).rejects.toThrow('HTTP 502');
+  });
+
+  it('refuses a noVNC token, and answers plain HTTP with 426 (no pages)', async () => {
+    tokens.add('vnc', { port: serialPort });
+    await expect(session('vnc')).rejects.toThrow('HTTP 403');
+    expect(serial.accepted).toBe(0);
+    const page = await fetch(`http://127.0.0.1:${serialProxyPort}/vnc_auto.html`);
+    expect(page.status).toBe(426);
+    expect(page.headers.get('upgrade')).toBe('websocket');
   });
 });
