@@ -1,5 +1,5 @@
-// novamon-compute as a compute host of a real Nova cloud: Nova's own nova-api (noauth2), nova-conductor
-// and nova-novncproxy (python3-nova) on RabbitMQ and PostgreSQL, three novamon-compute hosts with
+// novamon-compute as a compute host of a real Nova cloud: Nova's own nova-api (noauth2), nova-conductor,
+// nova-novncproxy and nova-serialproxy (python3-nova) on RabbitMQ and PostgreSQL, three novamon-compute hosts with
 // `instance_store = conductor`, each serving a real QEMU guest, all driven with the unchanged
 // `openstack` client against Nova's API. oslo.messaging's own notification listener watches the
 // versioned notifications. One control plane for the whole file.
@@ -18,6 +18,7 @@ import { createPgDatabase, runPython, startComputeService, type ComputeService }
 import { FIXTURE_CONSOLE_LINE, FIXTURE_TICK_PREFIX, startFixtureGuest, waitForFileText, type FixtureGuest } from '../fixtures/guest.js';
 import { startNovaCloud, type NovaCloud, type NovaServer } from '../fixtures/nova-cloud.js';
 import { freePort } from '../fixtures/scratch.js';
+import { openSerialSession } from '../fixtures/serial-proxy.js';
 
 interface Member {
   host: string;
@@ -63,7 +64,8 @@ async function startListener(): Promise<void> {
 async function startMember(i: number, server: NovaServer): Promise<Member> {
   const host = server.host;
   const statePath = mkdtempSync(path.join(tmpdir(), 'novamon-cloud-host-'));
-  const guest = await startFixtureGuest({ instancesPath: path.join(statePath, 'instances'), name: server.name, uuid: server.uuid, vnc: i === 0 });
+  const first = i === 0;
+  const guest = await startFixtureGuest({ instancesPath: path.join(statePath, 'instances'), name: server.name, uuid: server.uuid, vnc: first, ...(first ? { serialTcpPort: await freePort() } : {}) });
   // novamon's own database keeps only diagnostics and the monitor audit here; instances are Nova's.
   const local = await createPgDatabase();
   try {
@@ -192,6 +194,18 @@ describe('novamon-compute in a Nova cloud', () => {
       await expect.poll(async () => (await sampleCanvas(page))?.lit ?? 0, { timeout: 60_000, interval: 1000 }).toBeGreaterThan(200);
     } finally {
       await browser?.close();
+    }
+  });
+
+  test('the serial console URL shows the guest\'s serial port through Nova\'s own nova-serialproxy', async () => {
+    const m = members[0] as Member;
+    const url = (await cloud.openstackJson<{ url: string }>(['console', 'url', 'show', '--serial', m.server.uuid])).url;
+    expect(url).toMatch(new RegExp(`^${cloud.serialproxyBaseUrl.replace(/[.]/g, '\\.')}\\?token=[0-9a-f-]{36}$`));
+    const session = await openSerialSession(url);
+    try {
+      expect(await session.tick()).toMatch(/^novamon fixture tick \d+$/);
+    } finally {
+      await session.close();
     }
   });
 
