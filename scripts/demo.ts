@@ -3,9 +3,9 @@
 // novamon-manage, and the database rows they left. Run with `npm run demo` (add `-- --keep` to leave
 // the guest and the service running for the README's other examples).
 //
-// `npm run demo -- --api` runs the whole deployment instead: compute, novamon-api (noauth2) and
-// novamon-novncproxy sharing the local PostgreSQL, driven with Debian's `openstack` client, and left
-// running until Ctrl-C so the console URL can be opened in a browser.
+// `npm run demo -- --api` runs the whole deployment instead: compute, novamon-api (noauth2),
+// novamon-novncproxy and novamon-serialproxy sharing the local PostgreSQL, driven with Debian's
+// `openstack` client, and left running until Ctrl-C so the console URL can be opened in a browser.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -16,6 +16,8 @@ import { promisify } from 'node:util';
 import { loadConfig } from '../src/config/loader.js';
 import { cleanUpOnSignals, cleanupAll, onCleanup, type CleanupStep } from '../test/fixtures/cleanup.js';
 import { startFixtureGuest, waitForFileText, FIXTURE_CONSOLE_LINE } from '../test/fixtures/guest.js';
+import { freePort } from '../test/fixtures/scratch.js';
+import { openSerialSession } from '../test/fixtures/serial-proxy.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const apiMode = process.argv.includes('--api');
@@ -26,6 +28,7 @@ if (apiMode) {
   process.env['NOVAMON_API__AUTH_STRATEGY'] ??= 'noauth2';
   process.env['NOVAMON_DEFAULT__DEFAULT_INSTANCE_PROJECT'] ??= 'admin';
   process.env['NOVAMON_DEFAULT__DEFAULT_INSTANCE_USER'] ??= 'admin';
+  process.env['NOVAMON_SERIAL_CONSOLE__ENABLED'] ??= 'true';
 }
 const configFile = path.join(root, 'etc/novamon/novamon.conf');
 const config = loadConfig([configFile], process.env);
@@ -102,7 +105,9 @@ async function main(): Promise<void> {
     await manage('db', 'sync');
   }
   // Kept past the demo's exit only with --keep; stopped by the cleanup on a failure or Ctrl-C.
-  const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true, keepAfterExit: keep });
+  // With --api its serial port is also a TCP server, for the serial console (Nova's [serial_console] set-up).
+  const serial = apiMode ? { serialTcpPort: await freePort() } : {};
+  const guest = await startFixtureGuest({ instancesPath, name, uuid: randomUUID(), vnc: true, keepAfterExit: keep, ...serial });
   const stopGuest = onCleanup('guest', () => guest.stop());
   process.stdout.write(`guest ${guest.name} uuid ${guest.uuid} pid ${guest.pid}\nmonitor ${guest.socketPath}\n`);
   await waitForFileText(guest.consoleLogPath, FIXTURE_CONSOLE_LINE, 30_000);
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
   process.stdout.write('\nDone: the guest and the service are stopped.\n');
 }
 
-async function openstack(...args: string[]): Promise<void> {
+async function openstack(...args: string[]): Promise<string> {
   const endpoint = `http://${config.DEFAULT.osapi_compute_listen}:${config.DEFAULT.osapi_compute_listen_port}/v2.1`;
   const full = ['--os-auth-type', 'admin_token', '--os-endpoint', endpoint, '--os-token', 'admin', ...args];
   process.stdout.write(`$ openstack ${full.join(' ')}\n`);
@@ -157,16 +162,22 @@ async function openstack(...args: string[]): Promise<void> {
   for (const k of Object.keys(env)) if (k.startsWith('OS_')) delete env[k];
   const { stdout } = await run('openstack', full, { env, maxBuffer: 16 * 1024 * 1024 });
   process.stdout.write(stdout);
+  return stdout;
 }
 
-/** Compute, API and console proxy on PostgreSQL, driven with the openstack client, until Ctrl-C. */
+/** Compute, API and console proxies on PostgreSQL, driven with the openstack client, until Ctrl-C. */
 async function runApiDemo(name: string): Promise<void> {
-  step('3. novamon-compute, novamon-api (noauth2) and novamon-novncproxy, sharing PostgreSQL');
-  for (const binary of ['novamon-compute', 'novamon-api', 'novamon-novncproxy']) await startService(binary);
+  step('3. novamon-compute, novamon-api (noauth2), novamon-novncproxy and novamon-serialproxy, sharing PostgreSQL');
+  for (const binary of ['novamon-compute', 'novamon-api', 'novamon-novncproxy', 'novamon-serialproxy']) await startService(binary);
   step('4. The openstack client, unchanged, against novamon-api');
   await openstack('server', 'list');
   await openstack('console', 'log', 'show', '--lines', '3', name);
   await openstack('console', 'url', 'show', '--novnc', name);
+  const serialUrl = /ws:\/\/\S+\?token=[0-9a-f-]+/.exec(await openstack('console', 'url', 'show', '--serial', name))?.[0];
+  if (!serialUrl) throw new Error('openstack console url show --serial printed no URL');
+  const session = await openSerialSession(serialUrl);
+  process.stdout.write(`read through the serial console URL: "${await session.tick()}"\n`);
+  await session.close();
   await openstack('server', 'pause', name);
   await sleep(1000);
   await openstack('server', 'show', name, '-c', 'status', '-c', 'OS-EXT-STS:power_state', '-c', 'OS-EXT-STS:vm_state');
