@@ -1,5 +1,5 @@
-// POST /servers/{id}/action: the power actions, os-getConsoleOutput, os-getVNCConsole (before 2.6) and
-// novamon's monitor passthrough, each in Nova's order: body schema, scoped lookup (404), policy (403),
+// POST /servers/{id}/action: the power actions, os-getConsoleOutput, os-getVNCConsole and
+// os-getSerialConsole (before 2.6), trigger_crash_dump and novamon's monitor passthrough, each in Nova's order: body schema, scoped lookup (404), policy (403),
 // then compute.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -18,6 +18,32 @@ const power = (compute: ComputeApi, op: 'stop' | 'start' | 'pause' | 'unpause', 
   authorize(ctx, rule, { projectId: row.projectId });
   await compute.powerAction(ctx, row, op, { serverId: req.params.id });
   return reply.code(202).type('application/json').send('');
+};
+
+/** os-getVNCConsole / os-getSerialConsole: the console URLs before remote-consoles (2.6) replaced them. */
+const consoleUrl = (
+  compute: ComputeApi,
+  key: 'os-getVNCConsole' | 'os-getSerialConsole',
+  method: 'get_vnc_console' | 'get_serial_console',
+  schema: (typeof schemas)['vncConsole' | 'serialConsole'],
+): ActionHandler => async (req, reply) => {
+  // Replaced by remote-consoles in 2.6: Nova answers as if the action did not exist at this version.
+  if (!isSupported(versionOf(req), '2.1', '2.5')) return sendFault(reply, notFound());
+  const body = bodyOrThrow(req, schema);
+  const ctx = contextOf(req);
+  authorize(ctx, 'os_compute_api:os-remote-consoles');
+  const type = (body[key] as { type: string }).type;
+  const row = await compute.get(ctx, req.params.id);
+  try {
+    const url = await compute.getConsoleUrl(ctx, row, method, type, req.params.id);
+    return sendJson(reply, 200, { console: { type, url } });
+  } catch (err) {
+    // These controllers do not expect ConsoleTypeInvalid (Zed answers xvpvnc with a 500).
+    if (err instanceof ApiFault && err.status === 400 && err.message.startsWith('Invalid console type')) {
+      throw unexpectedApiError('nova.exception.ConsoleTypeInvalid');
+    }
+    throw err;
+  }
 };
 
 /** Every action this API serves, by the key of its one-key body. */
@@ -46,25 +72,8 @@ function actionHandlers(compute: ComputeApi): Record<string, ActionHandler> {
       // Nova strips the control characters XML could not carry (and still does for JSON).
       return sendJson(reply, 200, { output: stripControl(output) });
     },
-    'os-getVNCConsole': async (req, reply) => {
-      // Replaced by remote-consoles in 2.6: Nova answers as if the action did not exist at this version.
-      if (!isSupported(versionOf(req), '2.1', '2.5')) return sendFault(reply, notFound());
-      const body = bodyOrThrow(req, schemas.vncConsole);
-      const ctx = contextOf(req);
-      authorize(ctx, 'os_compute_api:os-remote-consoles');
-      const type = (body['os-getVNCConsole'] as { type: string }).type;
-      const row = await compute.get(ctx, req.params.id);
-      try {
-        const url = await compute.getConsoleUrl(ctx, row, 'get_vnc_console', type, req.params.id);
-        return sendJson(reply, 200, { console: { type, url } });
-      } catch (err) {
-        // This controller does not expect ConsoleTypeInvalid (Zed answers xvpvnc with a 500).
-        if (err instanceof ApiFault && err.status === 400 && err.message.startsWith('Invalid console type')) {
-          throw unexpectedApiError('nova.exception.ConsoleTypeInvalid');
-        }
-        throw err;
-      }
-    },
+    'os-getVNCConsole': consoleUrl(compute, 'os-getVNCConsole', 'get_vnc_console', schemas.vncConsole),
+    'os-getSerialConsole': consoleUrl(compute, 'os-getSerialConsole', 'get_serial_console', schemas.serialConsole),
     trigger_crash_dump: async (req, reply) => {
       // Added in 2.17: before that Nova answers as if the action did not exist at this version.
       if (!isSupported(versionOf(req), '2.17')) return sendFault(reply, notFound());

@@ -153,6 +153,12 @@ export const schemas = {
     required: ['type'],
     additionalProperties: false,
   }),
+  serialConsole: action('os-getSerialConsole', {
+    type: 'object',
+    properties: { type: { type: 'string', enum: ['serial'] } },
+    required: ['type'],
+    additionalProperties: false,
+  }),
   reboot: action('reboot', {
     type: 'object',
     properties: { type: { type: 'string', enum: ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft'] } },

@@ -148,11 +148,13 @@ describe('nova (novaclient 18, admin_token)', () => {
     expect(ok(await nova('get-vnc-console', NAME, 'novnc'))).toMatch(/novnc\s*\|\s*http:\/\/127\.0\.0\.1:6080\/vnc_auto\.html\?path=%3Ftoken%3D/);
   });
 
-  test('get-serial-console, after the guest was stopped and started again', async () => {
-    const out = ok(await nova('get-serial-console', NAME));
-    const url = new RegExp(`serial\\s*\\|\\s*(ws://127\\.0\\.0\\.1:${serialProxyPort}/\\?token=[0-9a-f-]{36})`).exec(out)?.[1];
-    expect(url, out).toBeDefined();
-    expect(await readThroughSerialUrl(url!)).toMatch(/^novamon fixture tick \d+$/);
+  test('get-serial-console (remote-consoles, and os-getSerialConsole at 2.1), after the guest was stopped and started again', async () => {
+    for (const version of [[], ['--os-compute-api-version', '2.1']]) {
+      const out = ok(await nova(...version, 'get-serial-console', NAME));
+      const url = new RegExp(`serial\\s*\\|\\s*(ws://127\\.0\\.0\\.1:${serialProxyPort}/\\?token=[0-9a-f-]{36})`).exec(out)?.[1];
+      expect(url, out).toBeDefined();
+      expect(await readThroughSerialUrl(url!)).toMatch(/^novamon fixture tick \d+$/);
+    }
   });
 
   test('diagnostics (2.48+ view)', async () => {

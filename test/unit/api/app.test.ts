@@ -132,6 +132,24 @@ describe('actions', () => {
     expect(xvp.json()).toEqual({ badRequest: { code: 400, message: 'Invalid console type xvpvnc' } });
   });
 
+  test('os-getSerialConsole up to 2.5, as Nova: type serial only, policy before the lookup', async () => {
+    rpc.answer = () => ({ access_url: 'ws://proxy:6083/?token=abc' });
+    const old = await inject('POST', `/v2.1/servers/${U1}/action`, 'u1:p1', { 'os-getSerialConsole': { type: 'serial' } });
+    expect(old.json()).toEqual({ console: { type: 'serial', url: 'ws://proxy:6083/?token=abc' } });
+    expect(rpc.sent[0]).toMatchObject({ kind: 'call', method: 'get_serial_console', args: { console_type: 'serial' } });
+    const gone = await inject('POST', `/v2.1/servers/${U1}/action`, 'u1:p1', { 'os-getSerialConsole': { type: 'serial' } }, { 'openstack-api-version': 'compute 2.6' });
+    expect(gone.statusCode).toBe(404);
+    const wrong = await inject('POST', `/v2.1/servers/${U1}/action`, 'u1:p1', { 'os-getSerialConsole': { type: 'novnc' } });
+    expect(wrong.statusCode).toBe(400);
+    expect(wrong.json().badRequest.message).toMatch(/^Invalid input for field\/attribute type/);
+    rpc.answer = () => {
+      throw new RemoteError('ConsoleTypeUnavailable', 'nova.exception', 'Unavailable console type serial.');
+    };
+    const off = await inject('POST', `/v2.1/servers/${U1}/action`, 'u1:p1', { 'os-getSerialConsole': { type: 'serial' } });
+    expect(off.json()).toEqual({ badRequest: { code: 400, message: 'Unavailable console type serial.' } });
+    expect(rpc.sent).toHaveLength(2);
+  });
+
   test('diagnostics: legacy dict below 2.48, the Diagnostics fields from 2.48', async () => {
     rpc.answer = (method) =>
       method === 'get_diagnostics'
