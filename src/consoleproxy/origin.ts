@@ -1,6 +1,6 @@
 // The Origin check nova-novncproxy makes before it bridges: a browser's Origin must name one of the
 // hostnames the console is served under (the base URL's host, the Host the request was sent to, the
-// address the proxy listens on), and its scheme must match the base URL's (http/ws or https/wss).
+// address the proxy listens on), and its scheme must fit the base URL's (Nova's verify_origin_proto).
 
 export type OriginVerdict = { ok: true; scheme: string | null } | { ok: false; reason: string };
 
@@ -53,7 +53,11 @@ export function checkOriginHost(originHeader: string | undefined, hostHeader: st
   return { ok: true, scheme };
 }
 
-/** Nova's verify_origin_proto: an http base URL admits http and ws origins, https admits https and wss. */
+/**
+ * Nova's verify_origin_proto: the Origin's scheme is the base URL's, or for a WebSocket base URL (the
+ * serial console's ws:// or wss://) the page's http or https of the same security. An http base URL
+ * admits http Origins only, an https one https only.
+ */
 export function originSchemeMatches(originScheme: string, accessUrlBase: string): boolean {
   let base: string;
   try {
@@ -62,7 +66,7 @@ export function originSchemeMatches(originScheme: string, accessUrlBase: string)
     return false;
   }
   const expected = new Set([base]);
-  if (base === 'http') expected.add('ws');
-  if (base === 'https') expected.add('wss');
+  if (base === 'ws') expected.add('http');
+  if (base === 'wss') expected.add('https');
   return expected.has(originScheme);
 }

@@ -1,5 +1,6 @@
-// The console proxy fuzzer: seeded fast-check inputs for novamon-novncproxy, of three kinds. Plain HTTP
-// requests to its page and noVNC's files (path traversals towards a canary included); WebSocket upgrade
+// The console proxy fuzzer: seeded fast-check inputs for novamon-novncproxy and novamon-serialproxy, of
+// three kinds. Plain HTTP requests to the page and noVNC's files (path traversals towards a canary
+// included; the serial proxy serves none); WebSocket upgrade
 // requests written on raw sockets (hostile tokens in `?token=`, in the `path=` form and in the cookie,
 // hostile Origin headers, bad versions and keys, huge headers); and hostile WebSocket frames written
 // after a valid upgrade (unmasked, fragmented wrongly, oversized, reserved bits, unknown opcodes, long or
@@ -14,9 +15,9 @@ import { pct, type ApiInput } from './api-fuzz.js';
 export interface ProxyTokens {
   valid: string;
   expired: string;
-  /** Issued for a serial console, not novnc. */
-  serial: string;
-  /** novnc and unexpired, but its port is not the guest's console any more (validate_console_port says no). */
+  /** Issued for the other console type (serial at the VNC proxy, novnc at the serial proxy). */
+  otherType: string;
+  /** The proxy's type and unexpired, but its port is not the guest's console any more (validate_console_port says no). */
   stale: string;
 }
 
@@ -100,14 +101,18 @@ function rawRequest(u: Upgrade, hostPort: string): Buffer {
 
 const goodKey = (): string => randomBytes(16).toString('base64');
 
-export function proxyInputArbitrary(opts: { port: number; tokens: ProxyTokens; traversals: string[] }): fc.Arbitrary<ProxyInput> {
+/**
+ * `baseScheme` is the scheme of the proxy's base URL: a ws:// one (the serial proxy) also admits the
+ * http page that opens it; an http:// one (noVNC) admits http Origins only.
+ */
+export function proxyInputArbitrary(opts: { port: number; tokens: ProxyTokens; traversals: string[]; baseScheme: 'http' | 'ws' }): fc.Arbitrary<ProxyInput> {
   const host = `127.0.0.1:${opts.port}`;
   const t = opts.tokens;
   type Tok = [string, string];
   const tok = (role: string) => (v: string): Tok => [role, v];
   const token: fc.Arbitrary<Tok> = fc.oneof(
     { weight: 5, arbitrary: fc.constant<Tok>(['valid', t.valid]) },
-    { weight: 3, arbitrary: fc.constantFrom<Tok>(['expired', t.expired], ['serial', t.serial], ['stale', t.stale]) },
+    { weight: 3, arbitrary: fc.constantFrom<Tok>(['expired', t.expired], ['other-type', t.otherType], ['stale', t.stale]) },
     { weight: 2, arbitrary: fc.uuid().map(tok('forged')) },
     { weight: 1, arbitrary: fc.integer({ min: 256, max: 12_000 }).map((n) => tok('huge')('a'.repeat(n))) },
     { weight: 1, arbitrary: fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }).map(tok('non-ascii')) },
@@ -115,7 +120,7 @@ export function proxyInputArbitrary(opts: { port: number; tokens: ProxyTokens; t
   );
   const form = fc.constantFrom('query', 'path', 'path-websockify', 'cookie', 'none');
   const origin = fc.oneof(
-    { weight: 4, arbitrary: fc.constantFrom<[boolean, string | null]>([true, null], [true, `http://${host}`], [true, 'ws://127.0.0.1'], [true, `HTTP://${host}`]) },
+    { weight: 4, arbitrary: fc.constantFrom<[boolean, string | null]>([true, null], [true, `http://${host}`], [opts.baseScheme === 'ws', 'ws://127.0.0.1'], [true, `HTTP://${host}`]) },
     {
       weight: 3,
       arbitrary: fc.constantFrom<[boolean, string | null]>(

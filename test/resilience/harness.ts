@@ -362,7 +362,7 @@ export function writeReport(name: string, section: ReportSection): void {
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(path.join(resultsDir, `resilience-${name}.json`), `${JSON.stringify({ ...section, at: new Date().toISOString() }, null, 2)}\n`);
   const parts = ['# novamon resilience report', '', 'Written by `npm run test:resilience` (each section by its test file). Faults are injected into a private RabbitMQ node, a private PostgreSQL server and fixture QEMU guests.', ''];
-  for (const file of readdirSync(resultsDir).filter((f) => /^resilience-\d+-.*\.json$/.test(f)).sort()) {
+  for (const file of readdirSync(resultsDir).filter((f) => /^resilience-\d+[a-z]?-.*\.json$/.test(f)).sort()) {
     const s = JSON.parse(readFileSync(path.join(resultsDir, file), 'utf8')) as ReportSection & { at: string };
     parts.push(`## ${s.promise}`, '', `_measured ${s.at}_`, '', '| figure | measured | promise |', '|---|---|---|');
     for (const [k, v, limit] of s.figures) parts.push(`| ${k} | ${v} | ${limit} |`);

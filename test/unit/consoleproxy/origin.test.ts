@@ -33,12 +33,20 @@ describe('origin checks', () => {
   });
 
   it('matches schemes as Nova verify_origin_proto does', () => {
+    // noVNC's http(s) base URL: the page's own scheme only.
     expect(originSchemeMatches('http', 'http://h:6080/vnc_auto.html')).toBe(true);
-    expect(originSchemeMatches('ws', 'http://h:6080/vnc_auto.html')).toBe(true);
+    expect(originSchemeMatches('ws', 'http://h:6080/vnc_auto.html')).toBe(false);
     expect(originSchemeMatches('https', 'http://h:6080/vnc_auto.html')).toBe(false);
     expect(originSchemeMatches('https', 'https://h/vnc_auto.html')).toBe(true);
-    expect(originSchemeMatches('wss', 'https://h/vnc_auto.html')).toBe(true);
+    expect(originSchemeMatches('wss', 'https://h/vnc_auto.html')).toBe(false);
     expect(originSchemeMatches('http', 'https://h/vnc_auto.html')).toBe(false);
+    // The serial console's ws(s) base URL: also the http(s) page of the same security that opens it.
+    expect(originSchemeMatches('http', 'ws://h:6083/')).toBe(true);
+    expect(originSchemeMatches('ws', 'ws://h:6083/')).toBe(true);
+    expect(originSchemeMatches('https', 'ws://h:6083/')).toBe(false);
+    expect(originSchemeMatches('https', 'wss://h:6083/')).toBe(true);
+    expect(originSchemeMatches('wss', 'wss://h:6083/')).toBe(true);
+    expect(originSchemeMatches('http', 'wss://h:6083/')).toBe(false);
     expect(originSchemeMatches('http', 'not a url')).toBe(false);
   });
 
