@@ -11,6 +11,7 @@ import {
   InstanceInvalidState,
   InstanceNotFound,
   InstanceNotReady,
+  NotImplementedByDriver,
   PolicyNotAuthorized,
 } from '../exception.js';
 import type { Logger } from '../logging.js';
@@ -30,6 +31,7 @@ import { PowerStateSync } from './lifecycle.js';
 import { InstanceRecorder } from './recorder.js';
 import { MonitorPolicy } from './monitor-policy.js';
 import { HARD_REBOOT_STATES, SOFT_REBOOT_STATES, TaskState, VmState } from './states.js';
+import type { UnsupportedOperation } from './unsupported.js';
 
 /** What get_vnc_console / get_serial_console return (Nova's ConsoleAuthToken connection info). */
 export interface ConsoleConnectInfo {
@@ -114,6 +116,33 @@ export class ComputeManager {
       const host = WILDCARD_HOSTS.has(endpoint.host) ? this.settings.serialProxyClientAddress : endpoint.host;
       return this.authorizeConsole(ctx, instance, consoleType, { ...endpoint, host }, this.settings.serialBaseUrl);
     });
+  }
+
+  /** Nova: get_spice_console, get_rdp_console, get_mks_console: no novamon guest has one. */
+  async unavailableConsole(ctx: RequestContext, instance: ResolvedInstance, consoleType: string): Promise<never> {
+    return this.recorder.withFault(ctx, instance, () => Promise.reject(new ConsoleTypeUnavailable(consoleType)));
+  }
+
+  /**
+   * An operation this host does not perform (src/compute/unsupported.ts), answered as nova-compute answers
+   * it with a driver that lacks it: NotImplementedError through the same decorators.
+   */
+  async refuseUnsupported(ctx: RequestContext, instance: ResolvedInstance, op: UnsupportedOperation): Promise<never> {
+    this.log.warn({ instance_uuid: instance.uuid, request_id: ctx.requestId, method: op.method }, 'operation not supported by this compute host');
+    const refuse = async (): Promise<never> => {
+      if (op.errorState) {
+        await this.recorder.save(ctx, instance, { vmState: VmState.ERROR }).catch((err: unknown) => this.log.warn({ instance_uuid: instance.uuid, err: String(err) }, 'could not set the instance to ERROR'));
+      }
+      throw new NotImplementedByDriver(op.method);
+    };
+    if (op.event) return this.recorder.withEvent(ctx, instance, op.action, op.method, refuse, { revertsTaskState: op.revertsTaskState });
+    try {
+      return await this.recorder.withFault(ctx, instance, refuse);
+    } catch (err) {
+      if (op.revertsTaskState) await this.recorder.revertTaskState(ctx, instance);
+      this.notifier.exception(ctx, instance, op.method, err);
+      throw err;
+    }
   }
 
   /** Nova: validate_console_port. True when the guest's console of that type is still on `port`. */

@@ -158,7 +158,7 @@ export class InstanceRecorder {
   }
 
   /** reverts_task_state: task_state None, no expectation; a vanished instance is not an error. */
-  private async revertTaskState(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+  async revertTaskState(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
     try {
       await this.stores.instances.updateStates(instance.uuid, { taskState: null }, { ctx });
     } catch (err) {

@@ -279,4 +279,21 @@ describe('novamon-compute in a Nova cloud', () => {
       .poll(async () => (await Promise.all(members.map((m) => rpcMessages(m, 'get_host_uptime', 'cast')))).map((n, i) => n - (before[i] as number)), { timeout: 20_000 })
       .toEqual([1, 1, 1]);
   });
+
+  // Last: it leaves the server in ERROR, as a nova-compute whose driver cannot delete leaves it.
+  test('an operation the host does not perform is answered as nova-compute answers it: no server left in a task_state', async () => {
+    const c = members[2] as Member;
+    ok(await cloud.openstack(['server', 'suspend', c.server.uuid]), 'server suspend');
+    await waitForStatus(c.server.uuid, 'ACTIVE');
+    expect((await lastAction(c.server.uuid, 'suspend')).events).toContainEqual(expect.objectContaining({ event: 'compute_suspend_instance', result: 'Error', host: c.host }));
+    expect(await rpcMessages(c, 'suspend_instance', 'cast')).toBe(1);
+    ok(await cloud.openstack(['server', 'delete', c.server.uuid]), 'server delete');
+    await waitForStatus(c.server.uuid, 'ERROR');
+    const shown = await cloud.openstackJson<Record<string, unknown>>(['server', 'show', c.server.uuid]);
+    expect(shown).toMatchObject({ status: 'ERROR', 'OS-EXT-STS:task_state': null });
+    expect(JSON.stringify(shown['fault'])).toContain('terminate_instance is not implemented by this driver');
+    expect((await lastAction(c.server.uuid, 'delete')).events).toContainEqual(expect.objectContaining({ event: 'compute_terminate_instance', result: 'Error', host: c.host }));
+    // The guest itself is untouched.
+    expect(c.guest.currentPid()).not.toBeNull();
+  });
 });

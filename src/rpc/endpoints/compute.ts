@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { ComputeForensics } from '../../compute/forensics.js';
 import type { ComputeManager } from '../../compute/manager.js';
+import { UNAVAILABLE_CONSOLES, UNSUPPORTED_OPERATIONS } from '../../compute/unsupported.js';
 import type { RequestContext } from '../../context.js';
 import { Invalid } from '../../exception.js';
 import { commandLine } from '../../qmp/framing.js';
@@ -82,6 +83,9 @@ const METHOD_PARAMS: Readonly<Record<string, readonly string[]>> = {
   set_host_enabled: ['enabled'],
   monitor_command: ['instance', 'command', 'hmp'],
   trigger_crash_dump: ['instance'],
+  external_instance_event: ['instances', 'events'],
+  ...Object.fromEntries(UNSUPPORTED_OPERATIONS.map((op) => [op.method, op.params])),
+  ...Object.fromEntries(UNAVAILABLE_CONSOLES.map((method) => [method, ['console_type', 'instance']])),
 };
 
 /** Python's TypeError for a keyword argument the method does not take (builtins are re-raised by every oslo client). */
@@ -99,7 +103,11 @@ export function unexpectedArgument(method: string, args: Record<string, unknown>
   return null;
 }
 
-const ORDERED_METHODS = new Set(['stop_instance', 'start_instance', 'pause_instance', 'unpause_instance', 'reboot_instance', 'trigger_crash_dump']);
+/** Operations on one instance, run in arrival order (the refused ones too: suspend then resume). */
+const ORDERED_METHODS = new Set([
+  'stop_instance', 'start_instance', 'pause_instance', 'unpause_instance', 'reboot_instance', 'trigger_crash_dump',
+  ...UNSUPPORTED_OPERATIONS.map((op) => op.method),
+]);
 
 export class ComputeEndpoint implements RpcEndpoint {
   readonly namespace = null;
@@ -135,7 +143,14 @@ export class ComputeEndpoint implements RpcEndpoint {
       get_host_uptime: async () => m.getHostUptime(),
       set_host_enabled: async (ctx, a) => m.setHostEnabled(ctx, arg(a, 'enabled', z.boolean())),
       monitor_command: async (ctx, a) => m.monitorCommand(ctx, await instanceOf(a), parseMonitorCommand(a['command'], a['hmp'])),
+      // Neutron's events about the guests' ports (network-vif-plugged, network-changed, ...) that Nova's API
+      // forwards: novamon manages no networking, so there is nothing to update; a cast, answered by nobody.
+      external_instance_event: async () => null,
     };
+    for (const op of UNSUPPORTED_OPERATIONS) this.handlers[op.method] = async (ctx, a) => m.refuseUnsupported(ctx, await instanceOf(a), op);
+    for (const method of UNAVAILABLE_CONSOLES) {
+      this.handlers[method] = async (ctx, a) => m.unavailableConsole(ctx, await instanceOf(a), arg(a, 'console_type', consoleType));
+    }
     if (forensics) this.handlers['trigger_crash_dump'] = async (ctx, a) => forensics.triggerCrashDump(ctx, await instanceOf(a));
   }
 

@@ -10,8 +10,10 @@ import {
   InstanceNotReady,
   InternalError,
   MonitorCommandFailed,
+  NotImplementedByDriver,
   PolicyNotAuthorized,
 } from '../../../src/exception.js';
+import { UNSUPPORTED_OPERATIONS } from '../../../src/compute/unsupported.js';
 import { PowerState } from '../../../src/virt/power-state.js';
 import { buildHarness, ctx, NAME_A, UUID_A } from './harness.js';
 
@@ -241,5 +243,47 @@ describe('host uptime', () => {
   it('looks like uptime(1)', () => {
     const line = formatUptime(new Date(2026, 0, 1, 10, 42, 1), 86400 + 3 * 3600 + 4 * 60, [0.5, 0.25, 1]);
     expect(line).toBe(' 10:42:01 up 1 day,  3:04,  0 users,  load average: 0.50, 0.25, 1.00');
+  });
+});
+
+describe('operations this host does not perform', () => {
+  const opOf = (method: string) => UNSUPPORTED_OPERATIONS.find((o) => o.method === method)!;
+
+  it('suspend: NotImplementedError through Nova\'s decorators, and the task_state the API set is reverted', async () => {
+    const { manager, inst, stores } = await running();
+    await stores.instances.updateStates(UUID_A, { taskState: 'suspending' });
+    const err = await manager.refuseUnsupported(ctx({ requestId: 'req-s' }), inst, opOf('suspend_instance')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotImplementedByDriver);
+    expect((err as NotImplementedByDriver).className).toBe('NotImplementedError');
+    expect(stores.actionRows.map((a) => [a.action, a.requestId])).toEqual([['suspend', 'req-s']]);
+    expect(stores.eventRows.map((e) => [e.event, e.result])).toEqual([['compute_suspend_instance', 'Error']]);
+    expect(stores.eventRows[0]?.traceback).toContain('NotImplementedError');
+    expect(stores.faultRows).toEqual([expect.objectContaining({ instanceUuid: UUID_A, code: 501, host: 'host1' })]);
+    expect(stores.rows.get(UUID_A)).toMatchObject({ taskState: null, vmState: 'active' });
+  });
+
+  it('delete: the instance goes to ERROR with task_state cleared, as a failing terminate does in Nova', async () => {
+    const { manager, inst, stores } = await running();
+    await stores.instances.updateStates(UUID_A, { taskState: 'deleting' });
+    await expect(manager.refuseUnsupported(ctx(), inst, opOf('terminate_instance'))).rejects.toBeInstanceOf(NotImplementedByDriver);
+    expect(stores.rows.get(UUID_A)).toMatchObject({ taskState: null, vmState: 'error' });
+    expect(stores.eventRows.map((e) => [e.event, e.result])).toEqual([['compute_terminate_instance', 'Error']]);
+  });
+
+  it('attach_interface keeps the task_state (no reverts_task_state); reserve_block_device_name leaves a fault but no event', async () => {
+    const { manager, inst, stores } = await running();
+    await stores.instances.updateStates(UUID_A, { taskState: 'pausing' });
+    await expect(manager.refuseUnsupported(ctx(), inst, opOf('attach_interface'))).rejects.toBeInstanceOf(NotImplementedByDriver);
+    expect(stores.rows.get(UUID_A)?.taskState).toBe('pausing');
+    await expect(manager.refuseUnsupported(ctx(), inst, opOf('reserve_block_device_name'))).rejects.toBeInstanceOf(NotImplementedByDriver);
+    expect(stores.rows.get(UUID_A)?.taskState).toBeNull();
+    expect(stores.eventRows.map((e) => e.event)).toEqual(['compute_attach_interface']);
+    expect(stores.faultRows).toHaveLength(2);
+  });
+
+  it('a SPICE, RDP or MKS console is ConsoleTypeUnavailable, with a fault', async () => {
+    const { manager, inst, stores } = await running();
+    await expect(manager.unavailableConsole(ctx(), inst, 'spice-html5')).rejects.toBeInstanceOf(ConsoleTypeUnavailable);
+    expect(stores.faultRows).toEqual([expect.objectContaining({ code: 400 })]);
   });
 });

@@ -33,6 +33,20 @@ describe('compute RPC endpoint', () => {
     await v6.handle('reboot_instance', ctx(), { instance, block_device_info: null, reboot_type: 'SOFT' });
   });
 
+  it('answers Nova\'s operations it does not perform as a driver without them, with every argument Nova sends', async () => {
+    const { h, v6 } = endpoint();
+    const suspend = await v6.handle('suspend_instance', ctx(), { instance })!.catch((e: unknown) => e);
+    expect(JSON.parse(serializeFailure(suspend))).toMatchObject({ class: 'NotImplementedError', module: 'builtins', kwargs: {} });
+    const rebuild = { instance, orig_image_ref: 'a', image_ref: 'b', injected_files: [], new_pass: null, orig_sys_metadata: {}, bdms: null, recreate: false, on_shared_storage: null, preserve_ephemeral: false, migration: null, scheduled_node: null, limits: {}, request_spec: null, accel_uuids: [], reimage_boot_volume: false };
+    expect((await v6.handle('rebuild_instance', ctx(), rebuild)!.catch((e: unknown) => e)) as Error).toMatchObject({ className: 'NotImplementedError' });
+    expect(await v6.handle('rescue_instance', ctx(), { instance, bogus: 1 })!.catch((e: unknown) => e)).toBeInstanceOf(UnexpectedKeywordArgument);
+    expect((await v6.handle('get_spice_console', ctx(), { instance, console_type: 'spice-html5' })!.catch((e: unknown) => e)) as Error).toMatchObject({ className: 'ConsoleTypeUnavailable' });
+    expect(h.stores.eventRows.map((e) => [e.event, e.result])).toEqual([['compute_suspend_instance', 'Error'], ['compute_rebuild_instance', 'Error']]);
+    // Neutron's port events, forwarded by Nova's API: nothing to do here, and no error.
+    expect(await v6.handle('external_instance_event', ctx(), { instances: [instance], events: [{ name: 'network-changed' }] })).toBeNull();
+    expect(v6.orderingKey('suspend_instance', { instance })).toBe(UUID_A);
+  });
+
   it('serves 6.1 and 5.13 with Nova\'s method names', () => {
     const { v6, v5 } = endpoint();
     expect([v6.version, v5.version]).toEqual(['6.1', '5.13']);
