@@ -1,6 +1,6 @@
 // POST /servers/{id}/action: the power actions, os-getConsoleOutput, os-getVNCConsole and
-// os-getSerialConsole (before 2.6), trigger_crash_dump and novamon's monitor passthrough, each in Nova's order: body schema, scoped lookup (404), policy (403),
-// then compute.
+// os-getSerialConsole (before 2.6), trigger_crash_dump and novamon's monitor passthrough, each in Nova's
+// order: body schema, scoped lookup (404), policy (403), then compute.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ComputeApi } from './compute-api.js';

@@ -5,6 +5,12 @@
 // novamon: the event `compute_<method>` finished as Error, an instance fault, task_state back to None
 // where Nova's method reverts it, an error notification, and for a call the failure reply. Without this
 // the server would stay in its task_state until an admin reset it.
+//
+// Where Nova's manager does more than its decorators (checked against python3-nova, Zed): a failed
+// terminate sets ERROR, and so does this. A failed rescue also sets ERROR in Nova, because its driver may
+// have half-rescued the guest; novamon touched nothing, so the server keeps its state. Soft delete and
+// restore fall back to power off / on in Nova; here they are refused with the rest, as nothing would
+// reclaim a soft-deleted server later (no _reclaim_queued_deletes).
 
 /** One operation, with what Nova's manager method does around it (nova/compute/manager.py, Zed). */
 export interface UnsupportedOperation {
