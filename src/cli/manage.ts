@@ -6,6 +6,7 @@ import { renderSample } from '../config/loader.js';
 import type { RequestContext } from '../context.js';
 import type { MonitorCommand, Screenshot } from '../virt/driver.js';
 import { screenshotCommand } from './screenshot.js';
+import { attachSerialConsole } from './serial-console.js';
 import { parseMonitorCommand } from '../rpc/endpoints/compute.js';
 
 /** What the commands need; built lazily by src/main/manage.ts so `--help` touches nothing. */
@@ -193,6 +194,35 @@ function addRpcCommand(program: Command, run: Runner): void {
     );
 }
 
+function addConsoleCommand(program: Command, run: Runner): void {
+  program
+    .command('console <instance>')
+    .description('a terminal on the guest\'s serial console through the serial console proxy, like virsh console (Ctrl-] leaves)')
+    .option('--server <host>', 'compute host (default: [DEFAULT] host)')
+    .option('--url <ws-url>', 'a serial console URL already handed out (get_serial_console is not asked)')
+    .action((instance: string, opts: { server?: string; url?: string }) =>
+      run(async (s) => {
+        let url = opts.url;
+        if (url === undefined) {
+          const info = (await s.rpcCall({
+            method: 'get_serial_console',
+            instance,
+            args: { console_type: 'serial' },
+            cast: false,
+            server: opts.server,
+            version: '6.0',
+            timeoutSeconds: 60,
+            context: { isAdmin: true, roles: ['admin'] },
+          })) as { access_url?: unknown } | null;
+          if (typeof info?.access_url !== 'string') throw new Error('get_serial_console returned no access_url');
+          url = info.access_url;
+        }
+        await attachSerialConsole(url, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, instance);
+        return undefined;
+      })(),
+    );
+}
+
 export function buildManageProgram(services: () => ManageServices): Command {
   const program = new Command('novamon-manage')
     .description('Manage novamon: database, instances, monitor commands, RPC calls')
@@ -204,6 +234,7 @@ export function buildManageProgram(services: () => ManageServices): Command {
   addDatabaseAndInstanceCommands(program, run);
   addMonitorCommand(program, run);
   addRpcCommand(program, run);
+  addConsoleCommand(program, run);
 
   program
     .command('config-sample')

@@ -4,6 +4,8 @@
 // client on it reads what the guest prints. QEMU serves one client per serial port, so a second session is
 // refused while one is open, and a closed session frees the port for the next.
 
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE_TICK_PREFIX } from '../fixtures/boot-sector.js';
 import { createPgDatabase, startComputeService, until, type ComputeService } from '../fixtures/compute-service.js';
@@ -72,6 +74,27 @@ describe('novamon-serialproxy', () => {
     const vnc = JSON.parse(stdout) as { token: string };
     await expect(openSerialSession(`ws://127.0.0.1:${proxyPort}/?token=${vnc.token}`)).rejects.toThrow('HTTP 403');
     await expect.poll(() => proxy.logs()).toContain('Token is for a novnc console, not serial');
+  });
+
+  it('novamon-manage console is a terminal on it, like virsh console: the guest\'s lines, one session, Ctrl-] leaves', async () => {
+    const manage = path.resolve(import.meta.dirname, '../../bin/novamon-manage.js');
+    const child = spawn(process.execPath, [manage, '--config-file', compute.configPath, 'console', guest.name], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    await until('a tick line on novamon-manage console', async () => new RegExp(`${FIXTURE_TICK_PREFIX}\\d+`).exec(out)?.[0] ?? null, () => `${out}\n${err}`, { ms: 20_000 });
+    expect(err).toContain(`Connected to ${guest.name} (escape character is ^])`);
+    // The serial port has its one session: a second terminal is told so.
+    const second = await compute.manage('console', guest.name).then(() => 'attached', (e: { stderr?: string }) => e.stderr ?? '');
+    expect(second).toContain('HTTP 409: The console is in use by another session');
+    child.stdin.write(Buffer.from('\x1d'));
+    expect(await exited).toBe(0);
+    // Leaving freed the port.
+    const next = await openSerialSession((await serialConsole()).access_url);
+    expect(await next.tick()).toContain(FIXTURE_TICK_PREFIX);
+    await next.close();
   });
 
   it('closes open sessions with 1001 on SIGTERM and exits 0', async () => {
