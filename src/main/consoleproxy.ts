@@ -53,8 +53,11 @@ function kindSettings(config: Config, kind: ConsoleProxyKind): KindSettings {
     host: serial.serialproxy_host,
     port: serial.serialproxy_port,
     // A serial port is silent until the guest writes, serves one client at a time, and a terminal sends
-    // what is typed in text frames.
-    proxy: { name: 'serialproxy', serverGreets: false, exclusive: true, staticFiles: null, bridge: { forwardText: true } },
+    // what is typed in text frames. When the session ends, QEMU may never read the FIN: keys the guest
+    // did not read fill its UART, and QEMU stops reading the socket. Its writes to a half-closed socket
+    // succeed, so it keeps the client, and the next session would be silent. Hence a short grace: the
+    // connection is cut (RST), QEMU's next write fails, and it accepts the next client.
+    proxy: { name: 'serialproxy', serverGreets: false, exclusive: true, staticFiles: null, bridge: { forwardText: true, closeGraceMs: 250 } },
   };
 }
 

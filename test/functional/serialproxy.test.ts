@@ -89,10 +89,14 @@ describe('novamon-serialproxy', () => {
     // The serial port has its one session: a second terminal is told so.
     const second = await compute.manage('console', guest.name).then(() => 'attached', (e: { stderr?: string }) => e.stderr ?? '');
     expect(second).toContain('HTTP 409: The console is in use by another session');
+    // Typed keys the guest never reads fill its UART, and QEMU then stops reading the socket: it will not
+    // see the session end by itself, so the proxy must cut the connection for the port to be free again.
+    child.stdin.write('abc');
     child.stdin.write(Buffer.from('\x1d'));
     expect(await exited).toBe(0);
-    // Leaving freed the port.
-    const next = await openSerialSession((await serialConsole()).access_url);
+    const left = Date.now();
+    const next = await until('a new session on the port after Ctrl-]', () => serialConsole().then((c) => openSerialSession(c.access_url)).catch(() => null), () => proxy.logs(), { ms: 3000, everyMs: 100 });
+    expect(Date.now() - left).toBeLessThan(2000);
     expect(await next.tick()).toContain(FIXTURE_TICK_PREFIX);
     await next.close();
   });
