@@ -128,7 +128,6 @@ export class ComputeManager {
    * it with a driver that lacks it: NotImplementedError through the same decorators.
    */
   async refuseUnsupported(ctx: RequestContext, instance: ResolvedInstance, op: UnsupportedOperation): Promise<never> {
-    this.log.warn({ instance_uuid: instance.uuid, request_id: ctx.requestId, method: op.method }, 'operation not supported by this compute host');
     const refuse = async (): Promise<never> => {
       if (op.errorState) {
         await this.recorder.save(ctx, instance, { vmState: VmState.ERROR }).catch((err: unknown) => this.log.warn({ instance_uuid: instance.uuid, err: String(err) }, 'could not set the instance to ERROR'));
@@ -136,13 +135,7 @@ export class ComputeManager {
       throw new NotImplementedByDriver(op.method);
     };
     if (op.event) return this.recorder.withEvent(ctx, instance, op.action, op.method, refuse, { revertsTaskState: op.revertsTaskState });
-    try {
-      return await this.recorder.withFault(ctx, instance, refuse);
-    } catch (err) {
-      if (op.revertsTaskState) await this.recorder.revertTaskState(ctx, instance);
-      this.notifier.exception(ctx, instance, op.method, err);
-      throw err;
-    }
+    return this.recorder.withFaultReverting(ctx, instance, op.method, refuse);
   }
 
   /** Nova: validate_console_port. True when the guest's console of that type is still on `port`. */

@@ -142,14 +142,32 @@ export class InstanceRecorder {
       this.log.info({ instance_uuid: instance.uuid, request_id: requestId, event }, `${action} done`);
       return result;
     } catch (err) {
-      if (isUnexpectedTaskState(err)) {
-        this.log.info({ instance_uuid: instance.uuid, request_id: requestId, err: (err as Error).message }, 'Task possibly preempted');
-      } else if (opts.revertsTaskState !== false) {
-        await this.revertTaskState(ctx, instance);
-      }
-      this.notifier.exception(ctx, instance, method, err);
+      await this.afterFailure(ctx, instance, method, err, opts.revertsTaskState !== false);
       throw err;
     }
+  }
+
+  /**
+   * Nova's wrap_exception > reverts_task_state > wrap_instance_fault, for a method without an event
+   * (reserve_block_device_name): a fault, task_state reset as withEvent does, an exception notification.
+   */
+  async withFaultReverting<T>(ctx: RequestContext, instance: ResolvedInstance, method: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await this.withFault(ctx, instance, fn);
+    } catch (err) {
+      await this.afterFailure(ctx, instance, method, err, true);
+      throw err;
+    }
+  }
+
+  /** reverts_task_state (unless another task pre-empted this one) and wrap_exception's notification. */
+  private async afterFailure(ctx: RequestContext, instance: ResolvedInstance, method: string, err: unknown, revertsTaskState: boolean): Promise<void> {
+    if (isUnexpectedTaskState(err)) {
+      this.log.info({ instance_uuid: instance.uuid, request_id: ctx.requestId, err: (err as Error).message }, 'Task possibly preempted');
+    } else if (revertsTaskState) {
+      await this.revertTaskState(ctx, instance);
+    }
+    this.notifier.exception(ctx, instance, method, err);
   }
 
   /** Nova's instance.save(expected_task_state=...): the fields the operation set, checked where the store can. */
@@ -158,7 +176,7 @@ export class InstanceRecorder {
   }
 
   /** reverts_task_state: task_state None, no expectation; a vanished instance is not an error. */
-  async revertTaskState(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
+  private async revertTaskState(ctx: RequestContext, instance: ResolvedInstance): Promise<void> {
     try {
       await this.stores.instances.updateStates(instance.uuid, { taskState: null }, { ctx });
     } catch (err) {

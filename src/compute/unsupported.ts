@@ -19,7 +19,7 @@ export interface UnsupportedOperation {
   action: string;
   /** The method's keyword arguments, for oslo's TypeError on any other. */
   params: readonly string[];
-  /** wrap_instance_event: the event is recorded (else only wrap_instance_fault's fault). */
+  /** wrap_instance_event: the event is recorded (else only wrap_instance_fault's fault, task_state reverted). */
   event: boolean;
   /** reverts_task_state. */
   revertsTaskState: boolean;
