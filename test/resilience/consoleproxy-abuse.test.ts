@@ -45,6 +45,8 @@ interface ProxyKind {
   promise: string;
   /** The console server behind it speaks first (VNC) or waits for the guest (serial). */
   greets: boolean;
+  /** What plain HTTP to the console page gets: noVNC's page, or 426 (the serial proxy serves none). */
+  pageStatus: 200 | 426;
   baseUrl(port: number): string;
   /** The proxy's own configuration section. */
   section(port: number, baseUrl: string): string[];
@@ -58,6 +60,7 @@ const KINDS: ProxyKind[] = [
     report: '4c-consoleproxy-abuse',
     promise: '4c. Hostile console traffic (novamon-novncproxy)',
     greets: true,
+    pageStatus: 200,
     baseUrl: (port) => `http://127.0.0.1:${port}/vnc_auto.html`,
     section: (port, baseUrl) => ['[vnc]', 'novncproxy_host = 127.0.0.1', `novncproxy_port = ${port}`, `novncproxy_base_url = ${baseUrl}`],
   },
@@ -68,6 +71,7 @@ const KINDS: ProxyKind[] = [
     report: '4d-serialproxy-abuse',
     promise: '4d. Hostile console traffic (novamon-serialproxy)',
     greets: false,
+    pageStatus: 426,
     baseUrl: (port) => `ws://127.0.0.1:${port}/`,
     section: (port, baseUrl) => ['[serial_console]', 'serialproxy_host = 127.0.0.1', `serialproxy_port = ${port}`, `base_url = ${baseUrl}`],
   },
@@ -198,7 +202,7 @@ describe.each(KINDS)('resilience: hostile console traffic to $binary', (kind) =>
   }, 60_000);
 
   it(`survives ${COUNT} fuzzed requests, upgrades and frames (seed ${SEED}) within the event-loop budget`, async () => {
-    const arb = proxyInputArbitrary({ port, tokens, traversals: traversals(canary, novncPackageDir()), baseScheme: kind.greets ? 'http' : 'ws' });
+    const arb = proxyInputArbitrary({ port, tokens, traversals: traversals(canary, novncPackageDir()), baseScheme: new URL(kind.baseUrl(port)).protocol === 'ws:' ? 'ws' : 'http' });
     const inputs: TimedInput[] = [];
     const outcomes = new Map<string, number>();
     const errors: string[] = [];
@@ -242,7 +246,6 @@ describe.each(KINDS)('resilience: hostile console traffic to $binary', (kind) =>
     // Still serving: the page (the serial proxy has none: 426), and a real console session carrying bytes.
     const page = await fetch(`http://127.0.0.1:${port}/vnc_auto.html?token=${tokens.valid}`, { signal: AbortSignal.timeout(10_000) });
     const greeting = await stillBridging(port, tokens.valid, kind.greets);
-    const pageStatus = kind.greets ? 200 : 426;
     const log = output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     const blocks = attribute(inputs, loopBlocks(log));
     const overBudget = blocks.filter((b) => b.block.cpuMs >= BUDGET_CPU_MS);
@@ -261,7 +264,7 @@ describe.each(KINDS)('resilience: hostile console traffic to $binary', (kind) =>
         ['answers containing the canary / opens of the canary', `${leaks.length} / ${canary.touches}`, '0 / 0'],
         ['connections the test had to drop (proxy kept them open)', lingering, ''],
         ['sessions whose guest connection outlived them by 8 s', leftOpen.length, '0'],
-        [`${kind.binary} serving after (page status, console bytes)`, `${page.status}, ${JSON.stringify(greeting.trim())}`, `${pageStatus}, "RFB 003.008"`],
+        [`${kind.binary} serving after (page status, console bytes)`, `${page.status}, ${JSON.stringify(greeting.trim())}`, `${kind.pageStatus}, "RFB 003.008"`],
       ],
       details: { overBudget: overBudget.slice(0, 20).map((b) => ({ ...b.block, input: b.input.label })), errors: errors.slice(0, 20), notAccepted: notAccepted.slice(0, 20), leftOpen: leftOpen.slice(0, 20), longestTrips: [...inputs].sort((a, b) => b.end - b.start - (a.end - a.start)).slice(0, 10).map((x) => `${x.label.slice(0, 160)}: ${x.end - x.start} ms`), p50: round(inputs.map((x) => x.end - x.start).sort((a, b) => a - b)[Math.floor(inputs.length / 2)] ?? 0) },
     });
@@ -275,7 +278,7 @@ describe.each(KINDS)('resilience: hostile console traffic to $binary', (kind) =>
     expect(notAccepted).toEqual([]);
     expect(leftOpen).toEqual([]);
     expect(overBudget.map((b) => `${b.input.label}: ${b.block.cpuMs} ms CPU`)).toEqual([]);
-    expect(page.status).toBe(pageStatus);
+    expect(page.status).toBe(kind.pageStatus);
     expect(greeting.trim()).toBe('RFB 003.008');
   }, 240_000);
 });

@@ -32,22 +32,24 @@ describe('origin checks', () => {
     expect(checkOriginHost(undefined, undefined, allowed)).toEqual({ ok: true, scheme: null });
   });
 
-  it('matches schemes as Nova verify_origin_proto does', () => {
-    // noVNC's http(s) base URL: the page's own scheme only.
-    expect(originSchemeMatches('http', 'http://h:6080/vnc_auto.html')).toBe(true);
-    expect(originSchemeMatches('ws', 'http://h:6080/vnc_auto.html')).toBe(false);
-    expect(originSchemeMatches('https', 'http://h:6080/vnc_auto.html')).toBe(false);
-    expect(originSchemeMatches('https', 'https://h/vnc_auto.html')).toBe(true);
-    expect(originSchemeMatches('wss', 'https://h/vnc_auto.html')).toBe(false);
-    expect(originSchemeMatches('http', 'https://h/vnc_auto.html')).toBe(false);
-    // The serial console's ws(s) base URL: also the http(s) page of the same security that opens it.
-    expect(originSchemeMatches('http', 'ws://h:6083/')).toBe(true);
-    expect(originSchemeMatches('ws', 'ws://h:6083/')).toBe(true);
-    expect(originSchemeMatches('https', 'ws://h:6083/')).toBe(false);
-    expect(originSchemeMatches('https', 'wss://h:6083/')).toBe(true);
-    expect(originSchemeMatches('wss', 'wss://h:6083/')).toBe(true);
-    expect(originSchemeMatches('http', 'wss://h:6083/')).toBe(false);
-    expect(originSchemeMatches('http', 'not a url')).toBe(false);
+  // noVNC's http(s) base URL admits the page's own scheme only; the serial console's ws(s) base URL also
+  // the http(s) page of the same security that opens it.
+  it.each([
+    ['http', 'http://h:6080/vnc_auto.html', true],
+    ['ws', 'http://h:6080/vnc_auto.html', false],
+    ['https', 'http://h:6080/vnc_auto.html', false],
+    ['https', 'https://h/vnc_auto.html', true],
+    ['wss', 'https://h/vnc_auto.html', false],
+    ['http', 'https://h/vnc_auto.html', false],
+    ['http', 'ws://h:6083/', true],
+    ['ws', 'ws://h:6083/', true],
+    ['https', 'ws://h:6083/', false],
+    ['https', 'wss://h:6083/', true],
+    ['wss', 'wss://h:6083/', true],
+    ['http', 'wss://h:6083/', false],
+    ['http', 'not a url', false],
+  ])('matches schemes as Nova verify_origin_proto does: %s Origin, base %s → %s', (scheme, base, ok) => {
+    expect(originSchemeMatches(scheme, base)).toBe(ok);
   });
 
   it('parses Host headers', () => {
