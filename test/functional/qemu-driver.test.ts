@@ -3,7 +3,7 @@
 // uuid, a TCP serial console, a console log found through QEMU's command line, and a restarted
 // novamon stopping and starting a guest it did not launch.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -148,5 +148,55 @@ describe('qemu driver on a real guest', () => {
       return text.split(FIXTURE_CONSOLE_LINE).length >= 3 ? text : undefined;
     }, 30_000);
     expect(log).toContain(FIXTURE_CONSOLE_LINE);
+  });
+});
+
+describe('qemu driver following a guest that appears while its monitor does not answer', () => {
+  const template = new InstanceNameTemplate('instance-%08x');
+  let root: string;
+  let guest: FixtureGuest | undefined;
+  let holder: net.Socket | undefined;
+  let monitors: QmpMonitorRegistry | undefined;
+  let driver: QemuDriver | undefined;
+
+  afterAll(async () => {
+    holder?.destroy();
+    await driver?.close();
+    await monitors?.closeAll();
+    await guest?.stop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('connects once the monitor answers, and the guest\'s events flow without a driver call', async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'novamon-qemu-follow-'));
+    const instancesPath = path.join(root, 'instances');
+    await mkdir(instancesPath);
+    // Each try waits half a second for the greeting, as a QEMU still starting or held by another client keeps it.
+    monitors = new QmpMonitorRegistry({ connectTimeoutMs: 500, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger() });
+    driver = new QemuDriver({ instancesPath, nameTemplate: template, monitors, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger(), stateDir: path.join(root, 'state') });
+    const events: LifecycleEvent[] = [];
+    driver.onLifecycleEvent((e) => events.push(e));
+    await driver.initHost('functional-host');
+
+    // The guest starts elsewhere; another client takes its monitor (QEMU serves one at a time), and only
+    // then does the socket appear in instances_path.
+    guest = await startFixtureGuest({ instancesPath: path.join(root, 'staging'), name: template.format(0x52) });
+    const held = net.connect(guest.socketPath);
+    holder = held;
+    await new Promise<void>((resolve, reject) => {
+      held.once('data', () => resolve());
+      held.once('error', reject);
+    });
+    const socketPath = path.join(instancesPath, `${guest.name}.monitor`);
+    await rename(guest.socketPath, socketPath);
+
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(monitors.has(socketPath)).toBe(false);
+    held.destroy();
+
+    await until('the driver\'s own connection', () => (monitors?.has(socketPath) ? true : undefined), 15_000);
+    await monitors.execute(socketPath, 'stop');
+    const paused = await until('paused event', () => events.find((e) => e.name === guest?.name && e.transition === 'paused'));
+    expect(paused).toMatchObject({ powerState: PowerState.PAUSED, source: 'STOP' });
   });
 });

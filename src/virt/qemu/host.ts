@@ -18,6 +18,10 @@ import { GuestModel, type ModelChange } from './model.js';
 import { guestView } from './view.js';
 
 const DISCOVERY_CONCURRENCY = 8;
+/** A new guest's monitor: first try after this, then doubling up to the cap, for at most the budget. */
+const FOLLOW_FIRST_DELAY_MS = 250;
+const FOLLOW_MAX_DELAY_MS = 5_000;
+const FOLLOW_BUDGET_MS = 10 * 60_000;
 
 interface ModelEntry {
   readonly model: GuestModel;
@@ -40,6 +44,8 @@ export class QemuHost {
   private readonly operations = new OperationsInProgress();
   private unsubscribe: (() => void) | null = null;
   private watcher: FSWatcher | null = null;
+  /** Names whose new socket is being connected to (see follow). */
+  private readonly following = new Set<string>();
   private closed = false;
 
   constructor(
@@ -285,18 +291,55 @@ export class QemuHost {
         const file = filename?.toString();
         if (!file?.endsWith('.monitor')) return;
         const name = file.slice(0, -'.monitor'.length);
-        if (!this.nameTemplate.matches(name) || this.monitors.has(path.join(this.ctx.instancesPath, file))) return;
-        // QEMU creates the socket before it listens on it; give it a moment.
-        setTimeout(() => {
-          if (this.closed) return;
-          new QemuGuest(this.ctx, name).model().catch((err: unknown) => this.logger.debug({ err, instance: name }, 'connecting to a new guest failed'));
-        }, 250).unref();
+        if (this.nameTemplate.matches(name)) this.follow(name);
       });
       this.watcher.on('error', (err) => this.logger.warn({ err }, 'watching instances_path failed'));
       this.watcher.unref();
     } catch (err) {
       this.logger.warn({ err, instancesPath: this.ctx.instancesPath }, 'cannot watch instances_path; new guests are found on first use');
     }
+  }
+
+  /**
+   * Connects to a guest whose socket just appeared, so its events are heard from its first instruction on.
+   * A QEMU still starting (it greets only once its main loop runs, seconds later on a busy host) or a
+   * monitor another client holds does not answer in time: it is tried again, less and less often, while
+   * its socket is there. Missing the window would lose the events of a guest that powers off or panics
+   * soon after boot: discovery later finds it off, but not why.
+   */
+  private follow(name: string): void {
+    if (this.following.has(name)) return;
+    this.following.add(name);
+    const g = new QemuGuest(this.ctx, name);
+    const started = Date.now();
+    const tryOnce = async (delayMs: number, tries: number): Promise<void> => {
+      if (this.closed || this.monitors.has(g.socketPath) || !(await g.socketExists())) {
+        this.following.delete(name);
+        return;
+      }
+      const tried = Date.now();
+      try {
+        await g.model();
+        this.following.delete(name);
+        if (tries > 1) this.logger.info({ instance: name, tries }, 'connected to a new guest\'s monitor after it did not answer at first');
+      } catch (err) {
+        if (Date.now() - started >= FOLLOW_BUDGET_MS) {
+          this.following.delete(name);
+          this.logger.warn({ err, instance: name, tries }, 'a new guest\'s monitor never answered; it is connected on first use');
+          return;
+        }
+        this.logger.debug({ err, instance: name, tries }, 'connecting to a new guest failed; trying again');
+        // Tries start at most `next` apart: one that waited out the greeting timeout is followed at once,
+        // so a QEMU that finishes starting is never left unwatched; a refusal does not spin.
+        const next = Math.min(delayMs * 2, FOLLOW_MAX_DELAY_MS);
+        schedule(Math.max(0, next - (Date.now() - tried)), next, tries + 1);
+      }
+    };
+    const schedule = (waitMs: number, delayMs: number, tries: number): void => {
+      setTimeout(() => void tryOnce(delayMs, tries), waitMs).unref();
+    };
+    // QEMU creates the socket before it listens on it: the first try waits a moment too.
+    schedule(FOLLOW_FIRST_DELAY_MS, FOLLOW_FIRST_DELAY_MS, 1);
   }
 
   /** Stops events and the watcher; returns the names of every guest we know, for the caller to drop. */
