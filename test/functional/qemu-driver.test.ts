@@ -176,6 +176,11 @@ describe('qemu driver following a guest that appears while its monitor does not 
     driver = new QemuDriver({ instancesPath, nameTemplate: template, monitors, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger(), stateDir: path.join(root, 'state') });
     const events: LifecycleEvent[] = [];
     driver.onLifecycleEvent((e) => events.push(e));
+    // A guest's model is announced (aspect `connection`) once loaded: from then on its events are reported.
+    const loaded = new Set<string>();
+    driver.onGuestChange((view, aspect) => {
+      if (aspect === 'connection') loaded.add(view.name);
+    });
     await driver.initHost('functional-host');
 
     // The guest starts elsewhere; another client takes its monitor (QEMU serves one at a time), and only
@@ -194,7 +199,8 @@ describe('qemu driver following a guest that appears while its monitor does not 
     expect(monitors.has(socketPath)).toBe(false);
     held.destroy();
 
-    await until('the driver\'s own connection', () => (monitors?.has(socketPath) ? true : undefined), 15_000);
+    await until('the driver\'s own connection, its model loaded', () => (guest && loaded.has(guest.name) ? true : undefined), 15_000);
+    expect(monitors.has(socketPath)).toBe(true);
     await monitors.execute(socketPath, 'stop');
     const paused = await until('paused event', () => events.find((e) => e.name === guest?.name && e.transition === 'paused'));
     expect(paused).toMatchObject({ powerState: PowerState.PAUSED, source: 'STOP' });

@@ -318,22 +318,26 @@ export class QemuHost {
         return;
       }
       const tried = Date.now();
-      try {
-        await g.model();
+      // A refusal or hang-up comes back as no model (no QEMU there, yet), a silent monitor as an error.
+      const outcome = await g.model().then(
+        (model) => (model ? null : 'no QEMU answered on the socket'),
+        (err: unknown) => err,
+      );
+      if (outcome === null) {
         this.following.delete(name);
         if (tries > 1) this.logger.info({ instance: name, tries }, 'connected to a new guest\'s monitor after it did not answer at first');
-      } catch (err) {
-        if (Date.now() - started >= FOLLOW_BUDGET_MS) {
-          this.following.delete(name);
-          this.logger.warn({ err, instance: name, tries }, 'a new guest\'s monitor never answered; it is connected on first use');
-          return;
-        }
-        this.logger.debug({ err, instance: name, tries }, 'connecting to a new guest failed; trying again');
-        // Tries start at most `next` apart: one that waited out the greeting timeout is followed at once,
-        // so a QEMU that finishes starting is never left unwatched; a refusal does not spin.
-        const next = Math.min(delayMs * 2, FOLLOW_MAX_DELAY_MS);
-        schedule(Math.max(0, next - (Date.now() - tried)), next, tries + 1);
+        return;
       }
+      if (Date.now() - started >= FOLLOW_BUDGET_MS) {
+        this.following.delete(name);
+        this.logger.warn({ err: outcome, instance: name, tries }, 'a new guest\'s monitor never answered; it is connected on first use');
+        return;
+      }
+      this.logger.debug({ err: outcome, instance: name, tries }, 'connecting to a new guest failed; trying again');
+      // Tries start at most `next` apart: one that waited out the greeting timeout is followed at once,
+      // so a QEMU that finishes starting is never left unwatched; a refusal does not spin.
+      const next = Math.min(delayMs * 2, FOLLOW_MAX_DELAY_MS);
+      schedule(Math.max(0, next - (Date.now() - tried)), next, tries + 1);
     };
     const schedule = (waitMs: number, delayMs: number, tries: number): void => {
       setTimeout(() => void tryOnce(delayMs, tries), waitMs).unref();
