@@ -30,8 +30,13 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
   }
 }
 
+const template = new InstanceNameTemplate('instance-%08x');
+
+function qemuDriver(instancesPath: string, stateDir: string, monitors: QmpMonitorRegistry): QemuDriver {
+  return new QemuDriver({ instancesPath, nameTemplate: template, monitors, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger(), stateDir });
+}
+
 describe('qemu driver on a real guest', () => {
-  const template = new InstanceNameTemplate('instance-%08x');
   let root: string;
   let instancesPath: string;
   let stateDir: string;
@@ -41,8 +46,7 @@ describe('qemu driver on a real guest', () => {
   let driver: QemuDriver;
   const events: LifecycleEvent[] = [];
 
-  const newDriver = (registry: QmpMonitorRegistry) =>
-    new QemuDriver({ instancesPath, nameTemplate: template, monitors: registry, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger(), stateDir });
+  const newDriver = (registry: QmpMonitorRegistry) => qemuDriver(instancesPath, stateDir, registry);
 
   beforeAll(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'novamon-qemu-driver-'));
@@ -152,7 +156,6 @@ describe('qemu driver on a real guest', () => {
 });
 
 describe('qemu driver following a guest that appears while its monitor does not answer', () => {
-  const template = new InstanceNameTemplate('instance-%08x');
   let root: string;
   let guest: FixtureGuest | undefined;
   let holder: net.Socket | undefined;
@@ -173,7 +176,7 @@ describe('qemu driver following a guest that appears while its monitor does not 
     await mkdir(instancesPath);
     // Each try waits half a second for the greeting, as a QEMU still starting or held by another client keeps it.
     monitors = new QmpMonitorRegistry({ connectTimeoutMs: 500, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger() });
-    driver = new QemuDriver({ instancesPath, nameTemplate: template, monitors, commandTimeoutMs: TIMEOUT_MS, logger: silentLogger(), stateDir: path.join(root, 'state') });
+    driver = qemuDriver(instancesPath, path.join(root, 'state'), monitors);
     const events: LifecycleEvent[] = [];
     driver.onLifecycleEvent((e) => events.push(e));
     // A guest's model is announced (aspect `connection`) once loaded: from then on its events are reported.
