@@ -16,6 +16,9 @@ def main():
     objects.register_all()
     conf = nova.conf.CONF
     conf([], project='nova', default_config_files=[])
+    # oslo.messaging's metrics sender is a non-daemon thread that outlives the last call by this many seconds
+    # (10 by default), holding the interpreter's exit for it; metrics are off, so it has nothing to send.
+    conf.set_override('metrics_thread_stop_timeout', 0, group='oslo_messaging_metrics')
     messaging.set_transport_defaults(control_exchange=spec['exchange'])
     # Creating a transport registers oslo.messaging's options (transport_url among them) on CONF.
     messaging.get_rpc_transport(conf, url=spec['url']).cleanup()
