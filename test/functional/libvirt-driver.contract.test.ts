@@ -25,6 +25,7 @@ driverContract('libvirt', async () => {
   return {
     driver,
     commandTimeoutMs: COMMAND_TIMEOUT_S * 1000,
+    consolesListen: true,
     unknownName: `instance-${randomInt(0x10000000, 0x7fffffff).toString(16)}`,
     async createGuest(): Promise<ContractGuest> {
       const d = await startLibvirtDomain({});

@@ -40,6 +40,7 @@ driverContract('qemu', async () => {
     driver,
     unknownName: template.format(0x7fffffff),
     commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    consolesListen: true,
     async createGuest() {
       const fixture = await startFixtureGuest({ instancesPath, name: template.format(nextId++), vnc: true });
       fixtures.set(fixture.name, fixture);
