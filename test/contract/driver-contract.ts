@@ -386,6 +386,7 @@ async function rfbGreeting(host: string, port: number): Promise<string> {
       let got = Buffer.alloc(0);
       socket.setTimeout(10_000, () => reject(new Error(`no RFB greeting from ${host}:${port} within 10 s`)));
       socket.on('error', reject);
+      socket.on('close', () => reject(new Error(`${host}:${port} closed before its RFB greeting`)));
       socket.on('data', (chunk: Buffer) => {
         got = Buffer.concat([got, chunk]);
         if (got.length >= 12) resolve(got.subarray(0, 12).toString('latin1'));
