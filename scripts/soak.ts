@@ -9,7 +9,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from 'commander';
 import { startPrivatePostgres } from '../test/fixtures/private-postgres.js';
-import { freePort, startPrivateRabbit } from '../test/fixtures/private-rabbit.js';
+import { startPrivateRabbit } from '../test/fixtures/private-rabbit.js';
+import { freePortIn } from '../test/fixtures/scratch.js';
 import { cleanUpOnSignals, cleanupAll, onCleanup } from '../test/fixtures/cleanup.js';
 import { killAllFixtureGuests, startFixtureGuest, type FixtureGuest } from '../test/fixtures/guest.js';
 import { runFuzz } from '../test/resilience/fuzz.js';
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
   onCleanup('novamon-compute', async () => compute?.stop());
   try {
     const dbUrl = await createTestDatabase(pg.url, uniqueName('soak'));
-    const opsPort = await freePort(40000, 45000);
+    const opsPort = await freePortIn(40000, 45000);
     const configFile = writeComputeConfig(dir, { host, exchange, transportUrl: rabbit.url, dbUrl, statePath: path.join(dir, 'state'), instancesPath, commandTimeoutSeconds: 5, opsPort });
     mkdirSync(resultsDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');

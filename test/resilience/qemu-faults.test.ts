@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Database } from '../../src/db/knex.js';
 import { PowerState } from '../../src/virt/power-state.js';
 import { attachPrivatePostgres } from '../fixtures/private-postgres.js';
-import { attachPrivateRabbit, freePort } from '../fixtures/private-rabbit.js';
+import { attachPrivateRabbit } from '../fixtures/private-rabbit.js';
+import { freePortIn } from '../fixtures/scratch.js';
 import { killAllFixtureGuests, startFixtureGuest, type FixtureGuest } from '../fixtures/guest.js';
 import { Caller, ComputeProcess, createTestDatabase, instanceArg, metric, openTestDb, PacedLoad, percentile, round, uniqueName, waitFor, writeComputeConfig, writeReport } from './harness.js';
 
@@ -46,7 +47,7 @@ describe.runIf(pgInfo && rabbitInfo)('resilience: QEMU killed or frozen', () => 
     [a, b] = await Promise.all([startFixtureGuest({ instancesPath, name: nameOf(idA) }), startFixtureGuest({ instancesPath, name: nameOf(idB) })]);
     instA = instanceArg(a, idA, host);
     instB = instanceArg(b, idB, host);
-    opsPort = await freePort(40000, 45000);
+    opsPort = await freePortIn(40000, 45000);
     const configFile = writeComputeConfig(dir, { host, exchange, transportUrl: rabbit.url, dbUrl, statePath: path.join(dir, 'state'), instancesPath, commandTimeoutSeconds: COMMAND_TIMEOUT_S, opsPort });
     compute = await ComputeProcess.start(configFile);
     caller = new Caller(rabbit.url, exchange, host, 30_000);
