@@ -4,6 +4,7 @@
 
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { QmpEvent } from '../../qmp/connection.js';
@@ -310,13 +311,17 @@ export class QemuHost {
   private follow(name: string): void {
     if (this.following.has(name)) return;
     this.following.add(name);
+    void this.followUntilConnected(name).finally(() => this.following.delete(name));
+  }
+
+  private async followUntilConnected(name: string): Promise<void> {
     const g = new QemuGuest(this.ctx, name);
     const started = Date.now();
-    const tryOnce = async (delayMs: number, tries: number): Promise<void> => {
-      if (this.closed || this.monitors.has(g.socketPath) || !(await g.socketExists())) {
-        this.following.delete(name);
-        return;
-      }
+    // QEMU creates the socket before it listens on it: the first try waits a moment too.
+    let delayMs = FOLLOW_FIRST_DELAY_MS;
+    await sleep(delayMs);
+    for (let tries = 1; ; tries++) {
+      if (this.closed || this.monitors.has(g.socketPath) || !(await g.socketExists())) return;
       const tried = Date.now();
       // A refusal or hang-up comes back as no model (no QEMU there, yet), a silent monitor as an error.
       const outcome = await g.model().then(
@@ -324,26 +329,19 @@ export class QemuHost {
         (err: unknown) => err,
       );
       if (outcome === null) {
-        this.following.delete(name);
         if (tries > 1) this.logger.info({ instance: name, tries }, 'connected to a new guest\'s monitor after it did not answer at first');
         return;
       }
       if (Date.now() - started >= FOLLOW_BUDGET_MS) {
-        this.following.delete(name);
         this.logger.warn({ err: outcome, instance: name, tries }, 'a new guest\'s monitor never answered; it is connected on first use');
         return;
       }
       this.logger.debug({ err: outcome, instance: name, tries }, 'connecting to a new guest failed; trying again');
-      // Tries start at most `next` apart: one that waited out the greeting timeout is followed at once,
+      // Tries start at most `delayMs` apart: one that waited out the greeting timeout is followed at once,
       // so a QEMU that finishes starting is never left unwatched; a refusal does not spin.
-      const next = Math.min(delayMs * 2, FOLLOW_MAX_DELAY_MS);
-      schedule(Math.max(0, next - (Date.now() - tried)), next, tries + 1);
-    };
-    const schedule = (waitMs: number, delayMs: number, tries: number): void => {
-      setTimeout(() => void tryOnce(delayMs, tries), waitMs).unref();
-    };
-    // QEMU creates the socket before it listens on it: the first try waits a moment too.
-    schedule(FOLLOW_FIRST_DELAY_MS, FOLLOW_FIRST_DELAY_MS, 1);
+      delayMs = Math.min(delayMs * 2, FOLLOW_MAX_DELAY_MS);
+      await sleep(delayMs - (Date.now() - tried));
+    }
   }
 
   /** Stops events and the watcher; returns the names of every guest we know, for the caller to drop. */
@@ -365,4 +363,9 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** A pause that does not keep the process alive (a follow-up must not hold a stopping service). */
+function sleep(ms: number): Promise<void> {
+  return ms > 0 ? delay(ms, undefined, { ref: false }) : Promise.resolve();
 }
