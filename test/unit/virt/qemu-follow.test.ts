@@ -36,10 +36,11 @@ describe('qemu driver following a new monitor socket that hangs up', () => {
 
     const accepted: number[] = [];
     const t0 = Date.now();
-    const s = net.createServer((socket) => {
+    const hangUp = (socket: net.Socket) => {
       accepted.push(Date.now() - t0);
       socket.destroy();
-    });
+    };
+    const s = net.createServer(hangUp);
     server = s;
     await new Promise<void>((resolve) => s.listen(path.join(instancesPath, 'instance-00000001.monitor'), resolve));
 
@@ -56,10 +57,7 @@ describe('qemu driver following a new monitor socket that hangs up', () => {
     // Closing the server removes the socket file: the try already scheduled finds nothing and ends the follow-up.
     await new Promise((r) => s.close(r));
     const before = accepted.length;
-    const again = net.createServer((socket) => {
-      accepted.push(Date.now() - t0);
-      socket.destroy();
-    });
+    const again = net.createServer(hangUp);
     // Another socket under a name the driver does not follow (not an instance name) stays untouched too.
     await new Promise<void>((resolve) => again.listen(path.join(instancesPath, 'not-a-guest.monitor'), resolve));
     await sleep(4500);
