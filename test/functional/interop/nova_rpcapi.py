@@ -10,8 +10,6 @@ Objects in results (Diagnostics) are checked by Nova's own deserializer and show
 import json
 import sys
 
-import oslo_messaging as messaging
-
 
 def jsonable(value):
     from nova.objects import base
@@ -26,18 +24,9 @@ def jsonable(value):
 
 def main():
     spec = json.loads(sys.argv[1])
-    import nova.conf
     from nova import context, exception, objects, rpc
-    objects.register_all()
-    conf = nova.conf.CONF
-    conf([], project='nova', default_config_files=[])
-    # oslo.messaging's metrics sender is a non-daemon thread that outlives the last call by this many seconds
-    # (10 by default), holding the interpreter's exit for it; metrics are off, so it has nothing to send.
-    conf.set_override('metrics_thread_stop_timeout', 0, group='oslo_messaging_metrics')
-    messaging.set_transport_defaults(control_exchange=spec['exchange'])
-    # Creating a transport registers oslo.messaging's options (transport_url among them) on CONF.
-    messaging.get_rpc_transport(conf, url=spec['url']).cleanup()
-    conf.set_override('transport_url', spec['url'])
+    from interop_conf import nova_conf
+    conf = nova_conf(spec['url'], spec['exchange'])
     conf.set_override('compute', spec.get('version_cap', '6.1'), group='upgrade_levels')
     conf.set_override('rabbit_transient_queues_ttl', 5, group='oslo_messaging_rabbit')
     rpc.init(conf)

@@ -12,6 +12,8 @@ from oslo_config import cfg
 
 import nova.exception
 
+from interop_conf import quiet_metrics
+
 
 def describe(exc):
     base = type(exc).__mro__[1] if type(exc).__name__.endswith('_Remote') else type(exc)
@@ -35,9 +37,7 @@ def main():
     messaging.set_transport_defaults(control_exchange=spec['exchange'])
     conf = cfg.CONF  # oslo registers some options (metrics) on the global CONF only
     conf([], project='novamon-interop')
-    # oslo.messaging's metrics sender is a non-daemon thread that outlives the last call by this many seconds
-    # (10 by default), holding the interpreter's exit for it; metrics are off, so it has nothing to send.
-    conf.set_override('metrics_thread_stop_timeout', 0, group='oslo_messaging_metrics')
+    quiet_metrics(conf)
     transport = messaging.get_rpc_transport(conf, url=spec['url'], allowed_remote_exmods=['nova.exception'])
     # Our reply queue vanishes soon after we exit.
     conf.set_override('rabbit_transient_queues_ttl', 5, group='oslo_messaging_rabbit')
